@@ -1,0 +1,1 @@
+"""Floor 4: the MQTT topic API. Topic names, payloads, state publishing, commands, audio relay."""
