@@ -1,0 +1,77 @@
+"""Retained state on MQTT: gateway status, lines, queues, agents, and offers, from Center events."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+
+from gateway.api.topics import Topics
+from gateway.center.events import AgentChanged, ContactOffered, OfferWithdrawn, QueueChanged
+from gateway.center.router import Center
+from gateway.clock import SYSTEM_CLOCK, Clock
+
+log = logging.getLogger(__name__)
+
+QUEUE_REFRESH = 5.0   # republish queues with waiting contacts so their wait times stay fresh
+
+Publish = Callable[..., bool]
+
+
+def encode(obj: dict) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+class StatePublisher:
+    def __init__(self, publish: Publish, topics: Topics, center: Center, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._publish = publish
+        self._topics = topics
+        self._center = center
+        self._clock = clock
+        self._lines: dict[str, dict] = {}
+        self.status: dict = {}
+        center.subscribe(self.on_event)
+
+    def on_event(self, event: object) -> None:
+        t, c = self._topics, self._center
+        if isinstance(event, AgentChanged):
+            self._retain(t.agent_state(event.agent_id), c.agent_view(event.agent_id))
+        elif isinstance(event, QueueChanged):
+            self._retain(t.queue(event.queue_id), c.queue_view(event.queue_id))
+        elif isinstance(event, ContactOffered):
+            offer = c.offer_view(event.agent_id)
+            if offer is not None:
+                self._publish(t.agent_offer(event.agent_id), encode(offer), qos=1)
+            self._retain(t.agent_state(event.agent_id), c.agent_view(event.agent_id))
+        elif isinstance(event, OfferWithdrawn):
+            self._retain(t.agent_state(event.agent_id), c.agent_view(event.agent_id))
+
+    def line_changed(self, view: dict) -> None:
+        self._lines[view["line"]] = view
+        self._retain(self._topics.line(view["line"]), view)
+
+    def set_status(self, status: dict) -> None:
+        self.status = status
+        self._retain(self._topics.status, status)
+
+    def publish_all(self) -> None:
+        """Everything retained, e.g. after a (re)connect to the broker."""
+        if self.status:
+            self._retain(self._topics.status, self.status)
+        for view in self._lines.values():
+            self._retain(self._topics.line(view["line"]), view)
+        for queue_id in self._center.queue_ids:
+            self._retain(self._topics.queue(queue_id), self._center.queue_view(queue_id))
+        for agent_id in self._center.agent_ids:
+            self._retain(self._topics.agent_state(agent_id), self._center.agent_view(agent_id))
+
+    async def refresh_queues(self) -> None:
+        while True:
+            await self._clock.sleep(QUEUE_REFRESH)
+            for queue_id in self._center.queue_ids:
+                view = self._center.queue_view(queue_id)
+                if view.get("depth"):
+                    self._retain(self._topics.queue(queue_id), view)
+
+    def _retain(self, topic: str, view: dict) -> None:
+        self._publish(topic, encode(view), qos=1, retain=True)

@@ -1,0 +1,105 @@
+"""`callgate status`: read the retained state the running daemon publishes, and show it."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+from gateway.cli.output import table, when
+
+QUIET_AFTER = 0.3      # retained messages come in a burst; stop this long after the last one
+
+
+def _broker_of(cfg) -> tuple[str, int]:
+    state_file = cfg.data_dir / "daemon.json"
+    if state_file.exists():
+        try:
+            state = json.loads(state_file.read_text())
+            return state["mqtt_host"], int(state["mqtt_port"])
+        except (ValueError, KeyError):
+            pass
+    if cfg.mqtt.embedded:
+        return cfg.mqtt.embedded_host, cfg.mqtt.embedded_tcp_port
+    return cfg.mqtt.host, cfg.mqtt.port
+
+
+def collect_status(cfg, timeout: float = 2.0) -> dict:
+    import paho.mqtt.client as paho
+    host, port = _broker_of(cfg)
+    base = f"callgate/{cfg.gateway_id}"
+    out: dict = {"gateway": cfg.gateway_id, "broker": f"{host}:{port}", "reachable": False,
+                 "status": None, "lines": {}, "queues": {}, "agents": {}}
+    last = [time.monotonic()]
+    connected = threading.Event()
+
+    def on_connect(client, userdata, flags, rc, props):
+        if not rc.is_failure:
+            connected.set()
+            client.subscribe(f"{base}/#", 1)
+
+    def on_message(client, userdata, msg):
+        last[0] = time.monotonic()
+        if not msg.retain:
+            return
+        try:
+            payload = json.loads(msg.payload)
+        except ValueError:
+            return
+        parts = msg.topic[len(base) + 1:].split("/")
+        if parts == ["status"]:
+            out["status"] = payload
+        elif len(parts) == 2 and parts[0] == "line":
+            out["lines"][parts[1]] = payload
+        elif len(parts) == 2 and parts[0] == "queue":
+            out["queues"][parts[1]] = payload
+        elif len(parts) == 3 and parts[0] == "agent" and parts[2] == "state":
+            out["agents"][parts[1]] = payload
+
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
+    if cfg.mqtt.username:
+        client.username_pw_set(cfg.mqtt.username, cfg.mqtt.password)
+    client.on_connect, client.on_message = on_connect, on_message
+    try:
+        client.connect(host, port, keepalive=10)
+    except OSError as exc:
+        out["error"] = f"cannot reach MQTT broker {host}:{port}: {exc}"
+        return out
+    client.loop_start()
+    try:
+        if not connected.wait(timeout):
+            out["error"] = f"MQTT broker {host}:{port} did not accept the connection within {timeout} s"
+            return out
+        out["reachable"] = True
+        last[0] = time.monotonic()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and time.monotonic() - last[0] < QUIET_AFTER:
+            time.sleep(0.05)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    if out["status"] is None:
+        out["error"] = f"no gateway {cfg.gateway_id!r} has published on {host}:{port} (is the daemon running?)"
+    return out
+
+
+def print_status(s: dict) -> None:
+    if s.get("error"):
+        print(f"error: {s['error']}")
+    st = s.get("status") or {}
+    online = "online" if st.get("online") else "OFFLINE"
+    print(f"gateway {s['gateway']}: {online}  broker {s['broker']}  version {st.get('version', '-')}  "
+          f"since {when(st.get('started')) or '-'}")
+    if s["lines"]:
+        print("\nLINES")
+        print(table(list(s["lines"].values()), [("line", "LINE"), ("state", "STATE"), ("profile", "PROFILE"),
+                                                 ("call_id", "CALL"), ("error", "LAST ERROR")]))
+    if s["queues"]:
+        print("\nQUEUES")
+        rows = [dict(q, oldest=f"{q.get('oldest_wait') or 0:.0f}s") for q in s["queues"].values()]
+        print(table(rows, [("queue", "QUEUE"), ("name", "NAME"), ("depth", "WAITING"), ("oldest", "OLDEST WAIT")]))
+    if s["agents"]:
+        print("\nAGENTS")
+        rows = [dict(a, since_h=when(a.get("since"))) for a in s["agents"].values()]
+        print(table(rows, [("agent", "AGENT"), ("name", "NAME"), ("state", "STATE"), ("contact_id", "CONTACT"),
+                           ("since_h", "SINCE")]))

@@ -1,0 +1,235 @@
+"""One inbound contact's life on a line: answer, run the flow, wait in queue, talk to an agent, record.
+
+A ContactSession is what the flow interpreter sees as its FlowContact. It owns the call's audio
+on the gateway side: it gives the modem one outbound frame per tick (prompt, hold music or the
+agent's voice), takes the caller's frames (to the recorder and, once bridged, to the agent), and
+writes the contact record as the call moves along.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import deque
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from gateway.center.queues import WaitingContact
+from gateway.clock import SYSTEM_CLOCK, Clock
+from gateway.flows.interpreter import CallerHungUp, run_flow
+from gateway.media.frames import SILENCE_FRAME, pcm_to_frames
+from gateway.media.recorder import CallRecorder
+from gateway.media.tones import sine
+
+if TYPE_CHECKING:
+    from gateway.api.audio_relay import AudioRelay
+    from gateway.center.records import ContactStore
+    from gateway.center.router import Center
+    from gateway.flows.model import Flow
+    from gateway.modem.line import Call, Line
+
+log = logging.getLogger(__name__)
+
+INBOUND_BACKLOG = 25        # caller frames waiting to be paired with an outbound tick (500 ms)
+ANSWER_RETRIES = 1
+
+
+def hold_music() -> list[bytes]:
+    """A soft, looping two-note chime for callers waiting in queue (generated, no file needed)."""
+    notes = [sine(f, 0.35, amplitude=0.08) for f in (523.25, 659.25, 783.99, 659.25)]
+    gap = np.zeros(int(8000 * 0.9), dtype=np.int16)
+    return pcm_to_frames(np.concatenate([*notes, gap]))
+
+
+_HOLD: list[bytes] | None = None
+
+
+class ContactSession:
+    def __init__(self, line: "Line", call: "Call", *, flow: "Flow", prompts, center: "Center",
+                 store: "ContactStore", recording_dir: Path | None, system_number: str = "",
+                 clock: Clock = SYSTEM_CLOCK) -> None:
+        self.line, self.call = line, call
+        self.contact_id = call.call_id
+        self.customer_number = call.caller
+        self.system_number = system_number
+        self.attributes: dict[str, str] = {}
+        self.queue_id: str | None = None
+        self.queue_name: str | None = None
+        self._flow, self._prompts, self._center, self._store = flow, prompts, center, store
+        self._clock = clock
+        self._recording_dir = recording_dir
+        self.recorder: CallRecorder | None = None
+        self.recording_path: Path | None = None
+        self._digits: deque[str] = deque()
+        self._wake = asyncio.Event()
+        self._ended = asyncio.Event()
+        self.end_reason: str | None = None
+        self._playback: deque[bytes] | None = None
+        self._holding = False
+        self._hold_pos = 0
+        self._inbound: deque[bytes] = deque()
+        self.relay: "AudioRelay | None" = None
+        self.agent_id: str | None = None
+        self.counters = {"inbound_dropped": 0, "ticks": 0}
+        self._store.upsert(self.contact_id, line_id=line.id, caller=call.caller, initiation_method="INBOUND",
+                           initiated_at=call.ringing_at)
+
+    # --- the call's life ------------------------------------------------------------------------
+    async def run(self) -> None:
+        try:
+            await self._answer()
+            if not self._ended.is_set():
+                result = await run_flow(self._flow, self, self._prompts, clock=self._clock)
+                self._store.upsert(self.contact_id, flow_path=json.dumps(
+                    [{"id": s.identifier, "type": s.type, "branch": s.branch, "at": s.at} for s in result.path]),
+                    attributes=json.dumps(self.attributes))
+                if result.outcome == "error":
+                    log.warning("contact %s: flow %s ended in error: %s", self.contact_id, self._flow.source, result.error)
+                if result.outcome != "queued" and not self._ended.is_set():
+                    await self.line.hangup("flow_disconnect" if result.outcome != "error" else "flow_error")
+            await self._ended.wait()
+        except Exception:
+            log.exception("contact %s failed", self.contact_id)
+            if not self._ended.is_set():
+                await self.line.hangup("gateway_error")
+        finally:
+            self._finish()
+
+    async def _answer(self) -> None:
+        if self._recording_dir is not None:
+            day = time.strftime("%Y-%m-%d", time.gmtime(self._clock.time()))
+            folder = self._recording_dir / day
+            folder.mkdir(parents=True, exist_ok=True)
+            self.recording_path = folder / f"{self.contact_id}.wav"
+            self.recorder = CallRecorder(self.recording_path, stereo=True)
+        self.line.set_audio_source(self.next_frame)
+        await self.line.answer()
+
+    def ended(self, reason: str) -> None:
+        """The line reports the call is over (either side hung up, or the modem vanished)."""
+        if self._ended.is_set():
+            return
+        self.end_reason = reason
+        self._ended.set()
+        self._wake.set()
+        self._center.contact_ended(self.contact_id, reason)
+
+    def _finish(self) -> None:
+        if self.relay is not None:
+            self.relay.stop()
+        seconds = self.recorder.close() if self.recorder is not None else None
+        media = dict(self.counters, **self.line.counters)
+        if self.relay is not None:
+            media.update({f"agent_{k}": v for k, v in self.relay.jitter_stats.items()})
+            media["frames_to_agent"] = self.relay.sent
+        self._store.upsert(self.contact_id, ended_at=self.call.ended_at or self._clock.time(),
+                           disconnect_reason=self.end_reason or self.call.end_reason or "unknown",
+                           recording_path=str(self.recording_path) if self.recording_path else None,
+                           recording_seconds=seconds, media=json.dumps(media))
+
+    # --- audio, driven by the line ----------------------------------------------------------------
+    def audio_in(self, frame: bytes) -> None:
+        self._inbound.append(frame)
+        if len(self._inbound) > INBOUND_BACKLOG:
+            self._inbound.popleft()
+            self.counters["inbound_dropped"] += 1
+        if self.relay is not None:
+            self.relay.send(frame, read_at=time.perf_counter())
+
+    def next_frame(self) -> bytes:
+        self.counters["ticks"] += 1
+        frame = SILENCE_FRAME
+        if self.relay is not None:
+            frame = self.relay.next_frame() or SILENCE_FRAME
+        elif self._playback is not None:
+            if self._playback:
+                frame = self._playback.popleft()
+            if not self._playback:
+                self._playback = None
+                self._wake.set()
+        elif self._holding:
+            global _HOLD
+            if _HOLD is None:
+                _HOLD = hold_music()
+            frame = _HOLD[self._hold_pos % len(_HOLD)]
+            self._hold_pos += 1
+        if self.recorder is not None:
+            self.recorder.write(self._inbound.popleft() if self._inbound else None, frame)
+        else:
+            self._inbound.clear()
+        return frame
+
+    def dtmf(self, digit: str) -> None:
+        self._digits.append(digit)
+        self._wake.set()
+
+    def bridge(self, relay: "AudioRelay", agent_id: str) -> None:
+        self.relay, self.agent_id = relay, agent_id
+        self._holding = False
+        relay.start()
+        self._store.upsert(self.contact_id, agent_id=agent_id, connected_to_agent_at=self._clock.time())
+
+    # --- FlowContact ------------------------------------------------------------------------------
+    async def play(self, samples: np.ndarray, *, interruptible: bool) -> str | None:
+        if interruptible and self._digits:
+            return self._digits.popleft()
+        self._playback = deque(pcm_to_frames(samples))
+        try:
+            while True:
+                if self._ended.is_set():
+                    raise CallerHungUp(self.end_reason or "hung up")
+                if self._playback is None:
+                    return None
+                if interruptible and self._digits:
+                    return self._digits.popleft()
+                self._wake.clear()
+                await self._wake.wait()
+        finally:
+            self._playback = None
+
+    async def get_digit(self, timeout: float) -> str | None:
+        deadline = self._clock.monotonic() + timeout
+        while True:
+            if self._digits:
+                return self._digits.popleft()
+            if self._ended.is_set():
+                raise CallerHungUp(self.end_reason or "hung up")
+            remaining = deadline - self._clock.monotonic()
+            if remaining <= 0:
+                return None
+            self._wake.clear()
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+
+    def set_queue(self, queue_ref: str) -> bool:
+        queue_id = self._center.resolve_queue(queue_ref)
+        if queue_id is None:
+            return False
+        self.queue_id = queue_id
+        self.queue_name = self._center.queue_view(queue_id).get("name", queue_id)
+        return True
+
+    async def transfer_to_queue(self) -> str:
+        if self._ended.is_set():
+            raise CallerHungUp(self.end_reason or "hung up")
+        if self.queue_id is None:
+            return "no_queue"
+        waiting = WaitingContact(contact_id=self.contact_id, caller=self.customer_number, line_id=self.line.id,
+                                 queue_id=self.queue_id, enqueued_mono=self._clock.monotonic(),
+                                 enqueued_wall=self._clock.time())
+        outcome = self._center.enqueue(waiting)
+        if outcome == "queued":
+            self._holding = self.relay is None
+            self._store.upsert(self.contact_id, queue_id=self.queue_id, enqueued_at=waiting.enqueued_wall)
+        return outcome
+
+    async def disconnect(self) -> None:
+        if not self._ended.is_set():
+            await self.line.hangup("flow_disconnect")

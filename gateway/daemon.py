@@ -1,0 +1,225 @@
+"""The daemon: reads the config, builds broker, MQTT API, center, lines and dashboard, and wires them.
+
+Lines report calls here; each call becomes a ContactSession; Center events become MQTT state; agent
+commands come back through the CommandHandler. One Supervisor owns every background task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+from pathlib import Path
+
+from gateway import __version__
+from gateway.api.audio_relay import AudioRelay
+from gateway.api.commands import CommandHandler
+from gateway.api.publisher import StatePublisher, encode
+from gateway.api.topics import Topics
+from gateway.center.events import ContactConnected
+from gateway.center.records import ContactStore
+from gateway.center.router import Center
+from gateway.clock import SYSTEM_CLOCK, Clock
+from gateway.config import Config
+from gateway.contact import ContactSession
+from gateway.flows.validate import FlowInvalid, load_flow
+from gateway.media.prompts import PromptCache
+from gateway.media.recorder import CallRecorder
+from gateway.modem.line import Call, Line
+from gateway.modem.profile import ProfileError, load_profile
+from gateway.supervisor import Supervisor
+from gateway.transport.broker import EmbeddedBroker
+from gateway.transport.mqtt import MqttConnection, Will
+
+log = logging.getLogger(__name__)
+
+BROKER_WAIT = 10.0     # first connection to the broker; the daemon keeps retrying afterwards
+STATE_FILE = "daemon.json"
+
+
+class Daemon:
+    def __init__(self, cfg: Config, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.topics = Topics(cfg.gateway_id)
+        self.supervisor = Supervisor()
+        self.center = Center(cfg.queues, cfg.agents, clock=clock)
+        self.sessions: dict[str, ContactSession] = {}
+        self.lines: dict[str, Line] = {}
+        self.flows: dict[str, object] = {}
+        self.line_errors: dict[str, str] = {}
+        self.broker: EmbeddedBroker | None = None
+        self.mqtt: MqttConnection | None = None
+        self.web = None
+        self.store: ContactStore | None = None
+        self.publisher: StatePublisher | None = None
+        self.ws_url: str | None = None
+        self.started = clock.time()
+        self._stop = asyncio.Event()
+
+    # --- start / stop -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        cfg = self.cfg
+        data = cfg.data_dir
+        (data / "recordings").mkdir(parents=True, exist_ok=True)
+        self._repair_recordings(data / "recordings")
+        self.store = ContactStore(data / "contacts.db")
+        self._close_dangling_records()
+        self.prompts = PromptCache(data / "prompts")
+
+        if cfg.mqtt.embedded:
+            self.broker = EmbeddedBroker(cfg.mqtt.embedded_host, cfg.mqtt.embedded_tcp_port, cfg.mqtt.embedded_ws_port)
+            await self.broker.start()
+            host, port = self.broker.host, self.broker.tcp_port
+            self.ws_url = cfg.mqtt.ws_url or self.broker.ws_url
+        else:
+            host, port = cfg.mqtt.host, cfg.mqtt.port
+            self.ws_url = cfg.mqtt.ws_url
+        offline = encode({"online": False})
+        self.mqtt = MqttConnection(host, port, client_id=f"callgate-{cfg.gateway_id}-{os.getpid()}",
+                                   username=cfg.mqtt.username, password=cfg.mqtt.password,
+                                   will=Will(self.topics.status, offline), clock=self.clock)
+        self.publisher = StatePublisher(self.mqtt.publish, self.topics, self.center, clock=self.clock)
+        self.commands = CommandHandler(lambda t, p: self.mqtt.publish(t, p, qos=1), self.topics, self.center,
+                                       on_hangup=self._agent_hung_up)
+        self.center.subscribe(self._on_center_event)
+        self.mqtt.subscribe(self.topics.all_agent_cmds, self.commands.handle, qos=1)
+        self.mqtt.on_connect(self.publisher.publish_all)
+        await self.mqtt.start()
+        if not await self.mqtt.wait_connected(BROKER_WAIT):
+            log.error("%s; serving calls anyway and retrying", self.mqtt.last_error or "MQTT broker not reachable")
+
+        for lc in cfg.lines:
+            self._start_line(lc)
+        self.supervisor.spawn(self.center.run(), "center")
+        self.supervisor.spawn(self.publisher.refresh_queues(), "queue-refresh")
+        if cfg.web.enabled and self.ws_url:
+            from gateway.web.server import DashboardServer
+            self.web = DashboardServer(cfg.web.host, cfg.web.port, ws_url=self.ws_url, gateway_id=cfg.gateway_id)
+            self.web.start()
+        self.publisher.set_status({"online": True, "version": __version__, "started": self.started,
+                                   "lines": [lc.id for lc in cfg.lines], "queues": self.center.queue_ids})
+        self._write_state_file()
+        log.info("callgate %s ready: gateway %s, %d line(s), MQTT %s:%s, dashboard %s", __version__, cfg.gateway_id,
+                 len(cfg.lines), host, port, self.web.url if self.web else "off")
+
+    def _start_line(self, lc) -> None:
+        try:
+            profile = load_profile(lc.profile)
+            flow = load_flow(lc.flow)
+        except (ProfileError, FlowInvalid) as exc:
+            detail = str(exc) if isinstance(exc, ProfileError) else "; ".join(str(i) for i in exc.issues[:5])
+            self.line_errors[lc.id] = detail
+            log.error("line %s not started: %s", lc.id, detail)
+            self.publisher.line_changed({"line": lc.id, "state": "failed", "profile": lc.profile, "call_id": None,
+                                         "error": detail, "since": self.clock.time()})
+            return
+        self.flows[lc.id] = flow
+        line = Line(lc.id, profile, lc.at_port, lc.audio_port, self, clock=self.clock)
+        self.lines[lc.id] = line
+        self.supervisor.spawn(line.run(), f"line-{lc.id}")
+
+    async def stop(self) -> None:
+        for session in list(self.sessions.values()):
+            await session.line.hangup("gateway_shutdown")
+        await self.supervisor.shutdown()
+        if self.web is not None:
+            self.web.stop()
+        if self.mqtt is not None:
+            await self.mqtt.stop(final=[(self.topics.status, encode({"online": False}), True)])
+        if self.broker is not None:
+            await self.broker.stop()
+        if self.store is not None:
+            self.store.close()
+        (self.cfg.data_dir / STATE_FILE).unlink(missing_ok=True)
+
+    async def run_until_stopped(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        await self.start()
+        try:
+            await self._stop.wait()
+        finally:
+            await self.stop()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def _write_state_file(self) -> None:
+        state = {"pid": os.getpid(), "gateway_id": self.cfg.gateway_id, "mqtt_host": self.mqtt.host,
+                 "mqtt_port": self.mqtt.port, "ws_url": self.ws_url, "dashboard": self.web.url if self.web else None,
+                 "started": self.started, "config": str(self.cfg.source)}
+        (self.cfg.data_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
+
+    def _repair_recordings(self, folder: Path) -> None:
+        for path in folder.rglob("*.wav"):
+            try:
+                CallRecorder.repair(path)
+            except Exception as exc:
+                log.warning("recording %s could not be repaired: %s", path, exc)
+
+    def _close_dangling_records(self) -> None:
+        """Contacts that were live when the daemon died: mark them ended, keep everything else."""
+        for rec in self.store.list(limit=1000):
+            if rec.get("ended_at") is None:
+                rec_path = rec.get("recording_path")
+                seconds = None
+                if rec_path and Path(rec_path).exists():
+                    try:
+                        seconds = CallRecorder.repair(Path(rec_path))
+                    except Exception:
+                        seconds = None
+                self.store.upsert(rec["contact_id"], ended_at=self.clock.time(), disconnect_reason="gateway_restart",
+                                  recording_seconds=seconds)
+
+    # --- Line listener ----------------------------------------------------------------------------------
+    def line_changed(self, line: Line) -> None:
+        self.publisher.line_changed({"line": line.id, "state": line.state.value, "profile": line.profile.id,
+                                     "call_id": line.call.call_id if line.call and not line.call.ended else None,
+                                     "error": line.error, "since": line.since})
+
+    def incoming_call(self, line: Line, call: Call) -> None:
+        lc = next(lc for lc in self.cfg.lines if lc.id == line.id)
+        session = ContactSession(line, call, flow=self.flows[line.id], prompts=self.prompts, center=self.center,
+                                 store=self.store, recording_dir=(self.cfg.data_dir / "recordings") if self.cfg.recording else None,
+                                 system_number=lc.number, clock=self.clock)
+        self.sessions[call.call_id] = session
+        log.info("line %s: incoming call %s from %s", line.id, call.call_id, call.caller or "unknown")
+        task = self.supervisor.spawn(session.run(), f"contact-{call.call_id}")
+        task.add_done_callback(lambda _t, cid=call.call_id: self.sessions.pop(cid, None))
+
+    def call_ended(self, line: Line, call: Call) -> None:
+        session = self.sessions.get(call.call_id)
+        log.info("line %s: call %s ended (%s)", line.id, call.call_id, call.end_reason)
+        if session is not None:
+            session.ended(call.end_reason or "ended")
+
+    def dtmf(self, line: Line, call: Call, digit: str) -> None:
+        session = self.sessions.get(call.call_id)
+        if session is not None:
+            session.dtmf(digit)
+
+    def audio_in(self, line: Line, call: Call, frame: bytes) -> None:
+        session = self.sessions.get(call.call_id)
+        if session is not None:
+            session.audio_in(frame)
+
+    # --- Center and agents ------------------------------------------------------------------------------
+    def _on_center_event(self, event: object) -> None:
+        if isinstance(event, ContactConnected):
+            session = self.sessions.get(event.contact_id)
+            if session is None:
+                return
+            relay = AudioRelay(self.mqtt, self.topics, event.contact_id, event.agent_id,
+                               frame_ms=self.cfg.mqtt.audio_frame_ms)
+            session.bridge(relay, event.agent_id)
+
+    def _agent_hung_up(self, agent_id: str, contact_id: str) -> None:
+        session = self.sessions.get(contact_id)
+        if session is None:
+            self.center.contact_ended(contact_id, "agent_hung_up")
+            return
+        self.supervisor.spawn(session.line.hangup("agent_hung_up"), f"hangup-{contact_id}")
