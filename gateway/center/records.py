@@ -1,0 +1,186 @@
+"""Contact records (a local CTR): one SQLite row per contact, written as the call goes along.
+
+The database runs in WAL mode with ``synchronous=FULL``. WAL alone already survives the gateway
+process being killed at any point; FULL also fsyncs the log on every commit, so a record survives
+the board losing power, which on a Pi-class device with an SD card is the common way to stop. A
+contact produces a handful of writes, so the extra fsync costs nothing that matters.
+
+Timestamps are epoch seconds (float). ``flow_path``, ``attributes`` and ``media`` take JSON text
+(a str, checked and stored as given) or any other JSON-serialisable value, and come back decoded. ``get`` and ``list`` add ``duration``
+(``ended_at - initiated_at``, or None while either is missing).
+
+One ContactStore belongs to one thread (the asyncio loop); each upsert is committed at once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+
+_TIMESTAMPS = (
+    "initiated_at",
+    "enqueued_at",
+    "connected_to_agent_at",
+    "ended_at",
+    "after_contact_work_end_at",
+)
+_JSON = ("flow_path", "attributes", "media")
+INITIATION_METHODS = frozenset(
+    {"INBOUND", "OUTBOUND", "TRANSFER", "CALLBACK", "API", "QUEUE_TRANSFER", "MONITOR", "DISCONNECT"}
+)
+
+COLUMNS = (
+    "contact_id",
+    "line_id",
+    "caller",
+    "initiation_method",
+    "initiated_at",
+    "enqueued_at",
+    "connected_to_agent_at",
+    "ended_at",
+    "after_contact_work_end_at",
+    "queue_id",
+    "agent_id",
+    "recording_path",
+    "recording_seconds",
+    "disconnect_reason",
+    "flow_path",
+    "attributes",
+    "media",
+)
+_FIELDS = frozenset(COLUMNS) - {"contact_id"}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS contacts (
+    contact_id TEXT PRIMARY KEY,
+    line_id TEXT,
+    caller TEXT,
+    initiation_method TEXT,
+    initiated_at REAL,
+    enqueued_at REAL,
+    connected_to_agent_at REAL,
+    ended_at REAL,
+    after_contact_work_end_at REAL,
+    queue_id TEXT,
+    agent_id TEXT,
+    recording_path TEXT,
+    recording_seconds REAL,
+    disconnect_reason TEXT,
+    flow_path TEXT,
+    attributes TEXT,
+    media TEXT
+);
+CREATE INDEX IF NOT EXISTS contacts_initiated_at ON contacts (initiated_at);
+"""
+
+
+class ContactStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        # isolation_level=None: every statement commits by itself, so an upsert is durable on return.
+        self._db: sqlite3.Connection | None = sqlite3.connect(str(self.path), isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise RuntimeError(f"{self.path}: SQLite refused WAL mode (got {mode!r})")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0:
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        elif version != SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{self.path}: contact store schema version {version}, this gateway reads {SCHEMA_VERSION}"
+            )
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError(f"{self.path}: contact store is closed")
+        return self._db
+
+    def upsert(self, contact_id: str, **fields: object) -> None:
+        """Create the record or update the named fields of it; other fields keep their values."""
+        if not isinstance(contact_id, str) or not contact_id:
+            raise ValueError("contact_id must be a non-empty string")
+        values = {name: _encode(name, value) for name, value in fields.items()}
+        names = ["contact_id", *values]
+        placeholders = ", ".join("?" for _ in names)
+        if values:
+            updates = ", ".join(f"{n} = excluded.{n}" for n in values)
+            conflict = f"DO UPDATE SET {updates}"
+        else:
+            conflict = "DO NOTHING"
+        self._conn().execute(
+            f"INSERT INTO contacts ({', '.join(names)}) VALUES ({placeholders}) "
+            f"ON CONFLICT (contact_id) {conflict}",
+            [contact_id, *values.values()],
+        )
+
+    def get(self, contact_id: str) -> dict | None:
+        row = self._conn().execute("SELECT * FROM contacts WHERE contact_id = ?", (contact_id,)).fetchone()
+        return None if row is None else _decode(row)
+
+    def list(self, *, limit: int = 100, since: float | None = None) -> list[dict]:
+        """Records newest first (by initiated_at; records without it last), at most ``limit``."""
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        where, args = "", []
+        if since is not None:
+            where, args = "WHERE initiated_at >= ?", [float(since)]
+        rows = self._conn().execute(
+            f"SELECT * FROM contacts {where} ORDER BY initiated_at DESC NULLS LAST, rowid DESC LIMIT ?",
+            [*args, limit],
+        )
+        return [_decode(row) for row in rows]
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+def _encode(name: str, value: object) -> object:
+    if name not in _FIELDS:
+        known = ", ".join(sorted(_FIELDS))
+        raise ValueError(f"unknown contact record field {name!r} (known: {known})")
+    if value is None:
+        return None
+    if name in _JSON:
+        if isinstance(value, str):  # already JSON text: check it, store it as it is
+            try:
+                json.loads(value)
+            except ValueError as exc:
+                raise ValueError(f"contact record field {name!r} is not valid JSON text: {exc}") from None
+            return value
+        try:
+            return json.dumps(value, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"contact record field {name!r} is not JSON-serialisable: {exc}") from None
+    if name in _TIMESTAMPS or name == "recording_seconds":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"contact record field {name!r} must be a finite number, got {value!r}")
+        return float(value)
+    if name == "initiation_method":
+        if value not in INITIATION_METHODS:
+            raise ValueError(
+                f"contact record field 'initiation_method' must be one of "
+                f"{', '.join(sorted(INITIATION_METHODS))}, got {value!r}"
+            )
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"contact record field {name!r} must be a string, got {value!r}")
+    return value
+
+
+def _decode(row: sqlite3.Row) -> dict:
+    record = {name: row[name] for name in COLUMNS}
+    for name in _JSON:
+        if record[name] is not None:
+            record[name] = json.loads(record[name])
+    start, end = record["initiated_at"], record["ended_at"]
+    record["duration"] = None if start is None or end is None else end - start
+    return record
