@@ -1,0 +1,153 @@
+"""Real flows published by others (shared/flows/real, see its MANIFEST.md): every one is processed
+without a crash and is either accepted or refused naming the block types callgate does not run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gateway.flows.interpreter import run_flow
+from gateway.flows.validate import SUPPORTED_TYPES, validate_flow_text
+
+REAL = Path(__file__).parents[2] / "shared" / "flows" / "real"
+INVENTORY = REAL / "inventory.json"  # per file: format, action types, action count (not a flow itself)
+FLOW_FILES = sorted(p for p in REAL.glob("*.json") if p != INVENTORY) if REAL.is_dir() else []
+UNSUPPORTED_RE = re.compile(r"^not supported here: (\S+) at \$\.Actions\[\d+\]$")
+
+pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason=f"real flow corpus not found at {REAL}")
+
+
+def inventory() -> dict:
+    return json.loads(INVENTORY.read_text())
+
+
+def check(name: str):
+    path = REAL / name
+    return validate_flow_text(path.read_text(encoding="utf-8"), str(path))
+
+
+def errors(issues):
+    return [i for i in issues if i.severity == "error"]
+
+
+def test_inventory_lists_every_flow_file():
+    assert sorted(inventory()) == [p.name for p in FLOW_FILES]
+    assert len(FLOW_FILES) == 27
+
+
+@pytest.mark.parametrize("path", FLOW_FILES, ids=lambda p: p.name)
+def test_real_flow_is_accepted_or_refused_naming_unsupported_types(path):
+    flow, issues = validate_flow_text(path.read_text(encoding="utf-8"), str(path))
+    expected = inventory()[path.name]
+    for issue in issues:
+        assert issue.source == str(path) and issue.path.startswith("$") and issue.line is not None
+    if expected["format"] == "old-export":
+        assert flow is None
+        [issue] = issues
+        assert issue.message.startswith("legacy Amazon Connect console export format")
+        assert f"{expected['actions']} modules" in issue.message
+        return
+    named = {m.group(1) for i in errors(issues) if (m := UNSUPPORTED_RE.match(i.message))}
+    assert named == set(expected["types"]) - SUPPORTED_TYPES
+    if flow is not None:
+        assert not errors(issues)
+        assert len(flow.actions) == expected["actions"]
+    else:
+        assert errors(issues)
+
+
+def test_legacy_exports_are_reported_as_legacy_with_their_names():
+    for name, flow_name in [("25-old-vm-greeting-did.json", "VM-Greeting-DID"),
+                            ("26-old-sample-queue-configurations.json", "Sample Queue Configurations Flow"),
+                            ("27-old-remote-control-center.json", "remote-Sample")]:
+        flow, [issue] = check(name)
+        assert flow is None and issue.path == "$"
+        assert f"legacy Amazon Connect console export format of flow '{flow_name}'" in issue.message
+        assert "not supported" in issue.message and "PlayPrompt" in issue.message
+
+
+def test_empty_hold_flow_is_refused_for_its_dangling_start_action():
+    flow, issues = check("21-acme-empty-hold-edge.json")
+    assert flow is None
+    [issue] = issues
+    assert (issue.path, issue.line) == ("$.StartAction", 3)
+    assert issue.message == ("StartAction '1a34ecf3-77ff-46a7-b210-38a1a980127b' names no action "
+                             "(the Actions list is empty)")
+
+
+def test_lex_and_lambda_flow_is_refused_naming_them():
+    flow, issues = check("16-tf-inbound-lex-hours.json")
+    named = {m.group(1) for i in issues if (m := UNSUPPORTED_RE.match(i.message))}
+    assert flow is None
+    assert named == {"CheckHoursOfOperation", "ConnectParticipantWithLexBot", "InvokeLambdaFunction"}
+
+
+def test_unreachable_actions_of_files_04_and_13_are_warnings():
+    _, issues = check("13-sample-main-flow-modules.json")
+    unreachable = [i for i in issues if i.message.startswith("unreachable")]
+    assert [(i.severity, i.identifier) for i in unreachable] == [("warning", "b427faef-0b3f-4137-882c-480f05b1d4f1")]
+    _, issues = check("04-gm-customer-queue.json")
+    unreachable = {i.identifier for i in issues if i.message.startswith("unreachable")}
+    assert "feffb9a6-651f-4732-bed7-30741a365eda" in unreachable  # the one the manifest names
+
+
+def test_prompt_library_ids_are_refused_as_not_local_files():
+    _, issues = check("01-gm-patient-main-menu.json")
+    prompt_issues = [i for i in errors(issues) if i.path.endswith(".Parameters.PromptId")]
+    assert prompt_issues and all("local WAV file" in i.message for i in prompt_issues)
+
+
+class MenuCaller:
+    """A caller who presses the given keys, one per menu."""
+
+    def __init__(self, keys):
+        self.contact_id, self.attributes = "c-real", {}
+        self.customer_number, self.system_number, self.queue_name = "+15550100", "+15550199", None
+        self.keys, self.queue_refs, self.disconnected = list(keys), [], False
+
+    async def play(self, samples, *, interruptible):
+        return None
+
+    async def get_digit(self, timeout):
+        return self.keys.pop(0) if self.keys else None
+
+    def set_queue(self, queue_ref):
+        self.queue_refs.append(queue_ref)
+        self.queue_name = queue_ref.rsplit("/", 1)[-1]
+        return True
+
+    async def transfer_to_queue(self):
+        return "queued"
+
+    async def disconnect(self):
+        self.disconnected = True
+
+
+class SilentPrompts:
+    def __init__(self):
+        self.spoken = []
+
+    async def text(self, text, voice="en-us"):
+        self.spoken.append(text)
+        return np.zeros(160, dtype=np.int16)
+
+    def file(self, path):
+        raise AssertionError("no prompt files in this flow")
+
+
+def test_multilingual_menu_is_accepted_and_runs():
+    flow, issues = check("23-blueprint-multilingual-menu.json")
+    assert flow is not None and issues == []
+    caller, prompts = MenuCaller(["2", "2"]), SilentPrompts()
+    result = asyncio.run(asyncio.wait_for(run_flow(flow, caller, prompts), 10))
+    assert result.outcome == "queued"
+    assert [s.branch for s in result.path] == ["next", "condition:2", "next", "condition:2", "next", "queued"]
+    assert caller.attributes == {"language": "en"}
+    assert caller.queue_refs == ["arn:aws:connect:us-east-1:123456789012:instance/5368a448-63ff-59f7-8af0-"
+                                 "72879fba52f5/queue/9103d8db-211b-5be5-b398-695d1f42e639"]
+    assert prompts.spoken[1] == "For sales inquiries, press 1. For support, press 2."
