@@ -124,8 +124,7 @@ class ContactSession:
         seconds = self.recorder.close() if self.recorder is not None else None
         media = dict(self.counters, **self.line.counters)
         if self.relay is not None:
-            media.update({f"agent_{k}": v for k, v in self.relay.jitter_stats.items()})
-            media["frames_to_agent"] = self.relay.sent
+            media.update(self.relay.summary())
         self._store.upsert(self.contact_id, ended_at=self.call.ended_at or self._clock.time(),
                            disconnect_reason=self.end_reason or self.call.end_reason or "unknown",
                            recording_path=str(self.recording_path) if self.recording_path else None,

@@ -48,6 +48,17 @@ class AudioRelay:
     def jitter_stats(self) -> dict:
         return dict(self._jitter.stats)
 
+    def summary(self) -> dict:
+        """Counters and in-daemon latency percentiles (ms) for the contact record."""
+        out = {f"agent_{k}": v for k, v in self._jitter.stats.items()}
+        out.update(frames_to_agent=self.sent, bad_agent_frames=self.bad_frames)
+        for name, samples in (("to_agent", self.latency_out), ("from_agent", self.latency_in)):
+            if samples:
+                ms = np.sort(np.fromiter(samples, dtype=float)) * 1000
+                out[f"latency_{name}_p50_ms"] = round(float(ms[len(ms) // 2]), 3)
+                out[f"latency_{name}_p99_ms"] = round(float(ms[min(len(ms) - 1, int(len(ms) * 0.99))]), 3)
+        return out
+
     def start(self) -> None:
         self._mqtt.subscribe(self._in_topic, self._on_agent_frame, qos=0)
 

@@ -253,6 +253,7 @@ class Line:
             return
         if self.state not in (LineState.IDLE,):
             return
+        self.counters = dict.fromkeys(self.counters, 0)
         self.call = Call(call_id=f"c-{uuid.uuid4().hex[:12]}", line_id=self.id, direction="inbound",
                          caller=number or "", ringing_at=self._clock.time())
         self._set_state(LineState.RINGING)
