@@ -106,6 +106,7 @@ class ContactSession:
             folder.mkdir(parents=True, exist_ok=True)
             self.recording_path = folder / f"{self.contact_id}.wav"
             self.recorder = CallRecorder(self.recording_path, stereo=True)
+            self._store.upsert(self.contact_id, recording_path=str(self.recording_path))
         self.line.set_audio_source(self.next_frame)
         await self.line.answer()
 

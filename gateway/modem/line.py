@@ -168,9 +168,23 @@ class Line:
                 self.identity[key] = next((ln.split(":", 1)[-1].strip() for ln in resp.lines if ln.strip()), "")
             except AtError:
                 self.identity[key] = ""
+        await self._drop_stale_calls(session)
         if self.audio_port and self.profile.audio.transport == "serial":
             self._audio_link = await self._open(self.audio_port)
             self._spawn(self._audio_reader(self._audio_link), f"{self.id}-audio-in")
+
+    async def _drop_stale_calls(self, session: AtSession) -> None:
+        """A call left up by a previous run (daemon killed mid-call) cannot be resumed: hang it up."""
+        try:
+            resp = await session.command(self.profile.calls.list_calls, self.profile.timeouts.default)
+        except AtError:
+            return
+        if any((m := _CLCC.match(ln.split(":", 1)[-1])) and m.group(4) == "0" for ln in resp.lines):
+            log.warning("line %s: a call from before the restart is still up; hanging it up", self.id)
+            try:
+                await session.command(self.profile.calls.hangup, self.profile.timeouts.hangup)
+            except AtError as exc:
+                log.warning("line %s: could not hang up the stale call: %s", self.id, exc)
 
     async def _teardown(self) -> None:
         self._pcm_on = False

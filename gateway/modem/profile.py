@@ -45,6 +45,7 @@ class CallControl:
     answer: str
     hangup: str
     dial: str
+    list_calls: str
     ring: tuple[str, ...]
     caller_id: str
     call_list: str
@@ -188,7 +189,8 @@ def load_profile_file(path: Path) -> Profile:
         timeouts=Timeouts(*(float(t.get(k, (int, float))) for k in ("default", "answer", "dial", "hangup", "probe"))),
         calls=CallControl(
             answer=c.get("answer", str), hangup=c.get("hangup", str), dial=c.get("dial", str),
-            ring=c.strings("ring"), caller_id=c.get("caller_id", str), call_list=c.get("call_list", str),
+            list_calls=c.get("list_calls", str), ring=c.strings("ring"),
+            caller_id=c.get("caller_id", str), call_list=c.get("call_list", str),
             connected=c.strings("connected"), ended=c.strings("ended"),
             call_list_released_state=c.get("call_list_released_state", int, 6)),
         dtmf=Dtmf(receive=d.strings("receive"), encoding=d.choice("encoding", DTMF_ENCODINGS),
