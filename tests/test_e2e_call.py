@@ -118,3 +118,5 @@ def test_call_answered_queued_and_taken_by_agent(stack):
     t_agent = int((record["connected_to_agent_at"] - record["initiated_at"]) * 8000)
     assert abs(dominant_frequency(left[t_agent:]) - 1000) < 20
     assert abs(dominant_frequency(right[t_agent:]) - 600) < 20
+    table = stack.cli("contacts")
+    assert table.returncode == 0 and CALLER in table.stdout and "customer_hung_up" in table.stdout

@@ -1,0 +1,72 @@
+"""The technician's commands against a running gateway: status, contacts, config check, hash-password."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from gateway.center.passwords import verify_password
+
+
+def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gateway", *args], capture_output=True, text=True, timeout=60,
+                          input=stdin)
+
+
+def test_status_reports_what_the_daemon_publishes(embedded_stack):
+    out = run("status", "-c", str(embedded_stack.config), "--json")
+    assert out.returncode == 0, out.stdout + out.stderr
+    status = json.loads(out.stdout)
+    assert status["status"]["online"] is True
+    assert status["lines"]["gsm1"]["state"] == "idle"
+    assert status["lines"]["gsm1"]["profile"] == "simcom_sim7600"
+    assert status["queues"]["support"]["depth"] == 0
+    assert set(status["agents"]) == {"alice", "bob"}
+
+    human = run("status", "-c", str(embedded_stack.config))
+    assert human.returncode == 0
+    assert "online" in human.stdout and "gsm1" in human.stdout and "idle" in human.stdout
+    assert "AGENT" in human.stdout and "alice" in human.stdout
+
+
+def test_status_without_a_daemon_fails_clearly(embedded_stack):
+    from tests.stack import stop_daemon
+    stop_daemon(embedded_stack.proc)
+    out = run("status", "-c", str(embedded_stack.config), "--timeout", "1")
+    assert out.returncode == 1
+    assert "cannot reach MQTT broker" in out.stdout or "no gateway" in out.stdout
+
+
+def test_config_check(tmp_path, embedded_stack):
+    ok = run("config", "check", "-c", str(embedded_stack.config), "--json")
+    assert ok.returncode == 0, ok.stdout
+    assert json.loads(ok.stdout)["valid"] is True
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text(embedded_stack.config.read_text().replace('profile = "simcom_sim7600"', 'profile = "nokia3310"')
+                   .replace("acw_timeout = 30", "acw_timeout = -1"))
+    res = run("config", "check", "-c", str(bad))
+    assert res.returncode == 1
+    assert "queues[0].acw_timeout" in res.stdout and str(bad) in res.stdout
+
+    typo = tmp_path / "typo.toml"
+    typo.write_text(embedded_stack.config.read_text().replace("[web]", "[web]\nprot = 1"))
+    res = run("config", "check", "-c", str(typo), "--json")
+    assert res.returncode == 1
+    assert any("web.prot: unknown key" in p for p in json.loads(res.stdout)["problems"])
+
+    unknown_profile = tmp_path / "profile.toml"
+    unknown_profile.write_text(embedded_stack.config.read_text().replace('profile = "simcom_sim7600"', 'profile = "nokia3310"'))
+    res = run("config", "check", "-c", str(unknown_profile))
+    assert res.returncode == 1 and "nokia3310" in res.stdout and "simcom_sim7600" in res.stdout
+
+
+def test_contacts_empty_and_hash_password(embedded_stack):
+    res = run("contacts", "-c", str(embedded_stack.config), "--json")
+    assert res.returncode == 0 and json.loads(res.stdout) == []
+    hashed = run("hash-password", stdin="s3cret\n")
+    assert hashed.returncode == 0
+    assert verify_password("s3cret", hashed.stdout.strip())
+    assert not verify_password("other", hashed.stdout.strip())
+    assert run("hash-password", stdin="\n").returncode == 2
