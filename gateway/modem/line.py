@@ -20,6 +20,7 @@ from gateway.at.errors import AtError
 from gateway.at.session import AtSession
 from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.modem.profile import Profile
+from gateway.supervisor import Supervisor
 from gateway.transport.serial_port import SerialLink, open_serial
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ class Line:
         self._lost = asyncio.Event()
         self._pcm_on = False
         self._source: Callable[[], bytes] | None = None
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks = Supervisor()
         self._caller_wait: asyncio.Task | None = None
         self.counters = {"frames_in": 0, "frames_out": 0, "late_ticks": 0}
 
@@ -188,8 +189,7 @@ class Line:
 
     async def _teardown(self) -> None:
         self._pcm_on = False
-        for task in list(self._tasks):
-            task.cancel()
+        await self._tasks.shutdown()
         if self._session is not None:
             try:
                 await self._session.close()
@@ -201,15 +201,7 @@ class Line:
             self._audio_link = None
 
     def _spawn(self, coro, name: str) -> asyncio.Task:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("line %s: task %s failed", self.id, task.get_name(), exc_info=task.exception())
+        return self._tasks.spawn(coro, name)
 
     def _set_state(self, state: LineState, error: str | None = None) -> None:
         if state == self.state and error == self.error:

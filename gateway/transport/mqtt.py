@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import paho.mqtt.client as paho
 
 from gateway.clock import SYSTEM_CLOCK, Clock
+from gateway.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class MqttConnection:
         self._connected = asyncio.Event()
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks = Supervisor()
         self._on_connect_hooks: list[Callable[[], None]] = []
         self.last_error: str | None = None
         c = self._client
@@ -79,8 +80,8 @@ class MqttConnection:
     async def start(self) -> None:
         """Start connecting in the background; use wait_connected() to wait for the broker."""
         self._loop = asyncio.get_running_loop()
-        self._spawn(self._connect_loop(), "mqtt-connect")
-        self._spawn(self._misc_loop(), "mqtt-misc")
+        self._tasks.spawn(self._connect_loop(), "mqtt-connect")
+        self._tasks.spawn(self._misc_loop(), "mqtt-misc")
 
     async def wait_connected(self, timeout: float = FIRST_CONNECT_TIMEOUT) -> bool:
         try:
@@ -115,21 +116,13 @@ class MqttConnection:
             self._client.loop_write()
             self._client.disconnect()
             self._client.loop_write()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=2.0)
+        await self._tasks.shutdown(timeout=2.0)
         sock = self._client.socket()
         if sock is not None and self._loop is not None:
             self._loop.remove_reader(sock)
             self._loop.remove_writer(sock)
 
     # --- internals ----------------------------------------------------------------------------
-    def _spawn(self, coro, name: str) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def _connect_loop(self) -> None:
         delay = RECONNECT_MIN
         while not self._stopping:
