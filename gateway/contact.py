@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INBOUND_BACKLOG = 25        # caller frames waiting to be paired with an outbound tick (500 ms)
-ANSWER_RETRIES = 1
+MAX_CONTACT_SECONDS = 4 * 3600   # a call the modem never reports as ended is hung up after this
 
 
 def hold_music() -> list[bytes]:
@@ -91,7 +91,12 @@ class ContactSession:
                     log.warning("contact %s: flow %s ended in error: %s", self.contact_id, self._flow.source, result.error)
                 if result.outcome != "queued" and not self._ended.is_set():
                     await self.line.hangup("flow_disconnect" if result.outcome != "error" else "flow_error")
-            await self._ended.wait()
+            try:
+                async with asyncio.timeout(MAX_CONTACT_SECONDS):
+                    await self._ended.wait()
+            except TimeoutError:
+                log.warning("contact %s: still up after %d s; hanging up", self.contact_id, MAX_CONTACT_SECONDS)
+                await self.line.hangup("max_duration")
         except Exception:
             log.exception("contact %s failed", self.contact_id)
             if not self._ended.is_set():
