@@ -13,10 +13,10 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 
 # Debian / Raspberry Pi OS packages. Demo: speech, audio tools, PortAudio, npm for mqtt.js.
-# Tests also start a real mosquitto and drive a real chromium.
+# Tests also start a real mosquitto, drive a real chromium, and check the systemd unit and udev rules.
 APT_PKGS=(python3-venv espeak-ng sox libportaudio2)
 command -v npm >/dev/null 2>&1 || APT_PKGS+=(nodejs npm)
-[ "$MODE" = test ] && APT_PKGS+=(mosquitto chromium)
+[ "$MODE" = test ] && APT_PKGS+=(mosquitto mosquitto-clients chromium udev systemd)
 missing=()
 for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 # python3-venv is only needed where the interpreter lacks venv (pyenv builds have it)

@@ -213,7 +213,7 @@ def test_udev_parses_the_rules_without_complaint(tmp_path):
     rules_dir.mkdir()
     shutil.copy(DEPLOY / "99-callgate-modems.rules", rules_dir)
     script = f"mount --bind {rules_dir} /etc/udev/rules.d && udevadm test /sys/class/tty/tty0"
-    proc = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=60)
     log = proc.stdout + proc.stderr
     assert "Reading rules file: /etc/udev/rules.d/99-callgate-modems.rules" in log, log[-2000:]
     complaints = [ln for ln in log.splitlines() if "99-callgate-modems.rules:" in ln]
