@@ -100,6 +100,13 @@ class Line:
 
     async def run(self) -> None:
         """Open, initialise and serve the modem; reopen with back-off whenever it goes away."""
+        try:
+            await self._serve()
+        except asyncio.CancelledError:
+            await self._teardown()
+            raise
+
+    async def _serve(self) -> None:
         for attempt in itertools.count():
             try:
                 await self._open_and_init()
