@@ -121,7 +121,7 @@ def watch_state(host: str, port: int, stop: threading.Event) -> None:
     client.disconnect()
 
 
-def run_calls(emulator, speech, stop: threading.Event, *, interval: float, calls: int) -> None:
+def run_calls(emulator, speech, stop: threading.Event, *, interval: float, calls: int, max_call: float) -> None:
     n = 0
     while not stop.is_set() and (calls == 0 or n < calls):
         caller = CALLERS[n % len(CALLERS)]
@@ -140,9 +140,9 @@ def run_calls(emulator, speech, stop: threading.Event, *, interval: float, calls
         emulator.send_dtmf("1")
         print("  caller pressed 1 and waits for an agent (take the call in the dashboard)", flush=True)
         started = time.monotonic()
-        while not stop.is_set() and emulator.state == "active" and time.monotonic() - started < MAX_CALL:
+        while not stop.is_set() and emulator.state == "active" and time.monotonic() - started < max_call:
             emulator.play_pcm(speech)
-            stop.wait(len(speech) / 8000)
+            stop.wait(min(len(speech) / 8000, max(0.0, max_call - (time.monotonic() - started))))
         if emulator.state == "active":
             try:
                 emulator.hangup()
@@ -159,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=str(REPO / "var" / "demo"), help="where the demo keeps its files")
     parser.add_argument("--calls", type=int, default=0, help="stop after this many calls (0: until Ctrl-C)")
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between calls")
+    parser.add_argument("--max-call", type=float, default=MAX_CALL, help="seconds before the caller gives up")
     parser.add_argument("--web-port", type=int, default=8080)
     parser.add_argument("--mqtt-port", type=int, default=1883)
     parser.add_argument("--ws-port", type=int, default=9001)
@@ -213,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         watcher = threading.Thread(target=watch_state, args=(state["mqtt_host"], state["mqtt_port"], stop), daemon=True)
         watcher.start()
         threads.append(watcher)
-        run_calls(emulator, speech, stop, interval=args.interval, calls=args.calls)
+        run_calls(emulator, speech, stop, interval=args.interval, calls=args.calls, max_call=args.max_call)
         return 0
     finally:
         stop.set()
