@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import itertools
 import logging
 import re
 import uuid
@@ -107,14 +106,17 @@ class Line:
             raise
 
     async def _serve(self) -> None:
-        for attempt in itertools.count():
+        failures = 0
+        while True:
             try:
                 await self._open_and_init()
             except (AtError, OSError) as exc:
                 self._set_state(LineState.FAILED, f"{type(exc).__name__}: {exc}")
                 await self._teardown()
-                await self._clock.sleep(REOPEN_BACKOFF[min(attempt, len(REOPEN_BACKOFF) - 1)])
+                await self._clock.sleep(REOPEN_BACKOFF[min(failures, len(REOPEN_BACKOFF) - 1)])
+                failures += 1
                 continue
+            failures = 0
             self._set_state(LineState.IDLE)
             await self._lost.wait()
             if self.call and not self.call.ended:

@@ -1,0 +1,120 @@
+"""The Line on an emulated SIM7600: init from the profile, call events, and reopening a vanished modem
+with back-off, on an injected clock so the back-off costs no real time."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from gateway.clock import ManualClock
+from gateway.modem.line import REOPEN_BACKOFF, Line, LineState
+from gateway.modem.profile import load_profile
+from gateway.transport.serial_port import open_serial
+from hil.sim7600 import Sim7600Emulator
+
+PROFILE = load_profile("simcom_sim7600")
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+        self.states: list[tuple[str, str | None]] = []
+
+    def line_changed(self, line):
+        self.states.append((line.state.value, line.error))
+
+    def incoming_call(self, line, call):
+        self.events.append(("incoming", call.caller))
+
+    def call_ended(self, line, call):
+        self.events.append(("ended", call.end_reason))
+
+    def dtmf(self, line, call, digit):
+        self.events.append(("dtmf", digit))
+
+    def audio_in(self, line, call, frame):
+        pass
+
+
+async def until(predicate, timeout: float = 5.0, what=lambda: "") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not reached {what()}")
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def emulator():
+    emu = Sim7600Emulator(ring_interval=0.5)
+    emu.start()
+    yield emu
+    emu.stop()
+
+
+def test_init_identifies_the_modem_and_reports_calls(emulator):
+    async def scenario():
+        rec = Recorder()
+        line = Line("gsm1", PROFILE, emulator.at_port, emulator.audio_port, rec)
+        task = asyncio.create_task(line.run())
+        await until(lambda: line.state == LineState.IDLE)
+        assert line.identity["model"] == "SIMCOM_SIM7600G-H" and line.identity["imei"] == "867584030000001"
+        sent = [text for _, d, text in emulator.transcript if d == ">"]
+        assert sent[: len(PROFILE.init_required)] == list(PROFILE.init_required)
+
+        emulator.ring("+15551230001")
+        await until(lambda: ("incoming", "+15551230001") in rec.events)
+        await line.answer()
+        assert line.state == LineState.IN_CALL and emulator.pcm_enabled
+        emulator.send_dtmf("5#")
+        await until(lambda: [e for e in rec.events if e[0] == "dtmf"] == [("dtmf", "5"), ("dtmf", "#")])
+        emulator.hangup()
+        await until(lambda: ("ended", "customer_hung_up") in rec.events)
+        assert line.state == LineState.IDLE
+        await until(lambda: not emulator.pcm_enabled)      # the line switched USB audio off again
+
+        emulator.ring("+15551230002")                       # a missed call: caller gives up while ringing
+        await until(lambda: ("incoming", "+15551230002") in rec.events)
+        emulator.hangup()
+        await until(lambda: ("ended", "missed") in rec.events)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    asyncio.run(scenario())
+
+
+def test_vanished_modem_is_reopened_with_back_off_without_real_waiting(emulator):
+    async def scenario():
+        rec = Recorder()
+        clock = ManualClock()
+        attempts: list[str] = []
+
+        async def opener(path: str):
+            attempts.append(path)
+            return await open_serial(path, open_timeout=1.0)
+
+        line = Line("gsm1", PROFILE, emulator.at_port, emulator.audio_port, rec, clock=clock, opener=opener)
+        task = asyncio.create_task(line.run())
+        await until(lambda: line.state == LineState.IDLE)
+        emulator.ring("+15551230003")
+        await until(lambda: ("incoming", "+15551230003") in rec.events)
+        mark = len(clock.slept)
+        emulator.vanish()
+        await until(lambda: ("ended", "modem_lost") in rec.events)
+        await until(lambda: clock.slept[-1:] == [REOPEN_BACKOFF[0]])
+        assert line.state == LineState.FAILED and "vanished" in line.error
+        opened = attempts.count(emulator.at_port)
+        # nothing happens until the injected clock moves: no real time is spent on the back-off
+        await asyncio.sleep(0.1)
+        assert attempts.count(emulator.at_port) == opened
+        for expected_next in REOPEN_BACKOFF[:3]:
+            clock.advance(clock.slept[-1])
+            await until(lambda n=opened: attempts.count(emulator.at_port) == n + 1)
+            opened += 1
+            await until(lambda e=expected_next: clock.slept[-1] == e, what=lambda: clock.slept)
+            assert emulator.at_port in line.error and "No such file" in line.error
+        assert [s for s in clock.slept[mark:] if s in REOPEN_BACKOFF] == [REOPEN_BACKOFF[0], *REOPEN_BACKOFF[:3]]
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    asyncio.run(scenario())
