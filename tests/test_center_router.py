@@ -20,6 +20,7 @@ from gateway.center.events import (
 from gateway.center.passwords import hash_password, verify_password
 from gateway.center.queues import QueueConfig, WaitingContact
 from gateway.center.router import Center, CenterError
+from gateway.clock import ManualClock
 
 API_DOC = Path(__file__).resolve().parents[1] / "docs" / "mqtt-api.md"
 FAST = 1000  # PBKDF2 iterations for test agents: logins stay cheap
@@ -27,29 +28,9 @@ PASSWORDS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw"}
 HASHES = {a: hash_password(pw, iterations=FAST) for a, pw in PASSWORDS.items()}
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.mono = 500.0
-        self.wall = 1_764_614_400.0
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def time(self) -> float:
-        return self.wall
-
-    def advance(self, seconds: float) -> None:
-        self.mono += seconds
-        self.wall += seconds
-
-    async def sleep(self, seconds: float) -> None:
-        self.advance(seconds)
-        await asyncio.sleep(0)
-
-
 class Rig:
     def __init__(self, max_contacts: int = 3) -> None:
-        self.clock = FakeClock()
+        self.clock = ManualClock()
         queues = [
             QueueConfig("support", "Support", max_contacts=max_contacts, acw_timeout=10.0, offer_timeout=20.0),
             QueueConfig("sales", "Sales"),
@@ -481,19 +462,23 @@ def test_run_ticks_on_the_injected_clock():
     rig.center.accept("alice", c1)
     rig.center.contact_ended(c1, "CUSTOMER_DISCONNECT")
 
-    async def scenario():
+    async def scenario() -> float:
         task = asyncio.create_task(rig.center.run(interval=1.0))
+        t0 = rig.clock.monotonic()
         for _ in range(100):
-            await asyncio.sleep(0)
+            for _ in range(5):
+                await asyncio.sleep(0)
             if rig.state("alice") == "Available":
                 break
+            rig.clock.advance(1.0)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+        return rig.clock.monotonic() - t0
 
-    asyncio.run(scenario())
+    waited = asyncio.run(scenario())
     assert rig.state("alice") == "Available"
-    assert 10.0 <= rig.clock.monotonic() - 500.0 - 2.0 <= 12.0  # about one ACW timeout went by
+    assert 9.0 <= waited <= 11.0  # about one ACW timeout (10 s) went by on the injected clock
 
 
 # ---- passwords ----------------------------------------------------------------------------------
