@@ -9,6 +9,7 @@ writes the contact record as the call moves along.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -38,14 +39,13 @@ INBOUND_BACKLOG = 25        # caller frames waiting to be paired with an outboun
 MAX_CONTACT_SECONDS = 4 * 3600   # a call the modem never reports as ended is hung up after this
 
 
+@functools.cache
 def hold_music() -> list[bytes]:
     """A soft, looping two-note chime for callers waiting in queue (generated, no file needed)."""
     notes = [sine(f, 0.35, amplitude=0.08) for f in (523.25, 659.25, 783.99, 659.25)]
     gap = np.zeros(int(8000 * 0.9), dtype=np.int16)
     return pcm_to_frames(np.concatenate([*notes, gap]))
 
-
-_HOLD: list[bytes] | None = None
 
 
 class ContactSession:
@@ -157,10 +157,8 @@ class ContactSession:
                 self._playback = None
                 self._wake.set()
         elif self._holding:
-            global _HOLD
-            if _HOLD is None:
-                _HOLD = hold_music()
-            frame = _HOLD[self._hold_pos % len(_HOLD)]
+            music = hold_music()
+            frame = music[self._hold_pos % len(music)]
             self._hold_pos += 1
         if self.recorder is not None:
             self.recorder.write(self._inbound.popleft() if self._inbound else None, frame)
