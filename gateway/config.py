@@ -7,12 +7,12 @@ errors keep tomllib's line and column. Relative paths are resolved against the c
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.center.agents import AgentConfig
 from gateway.center.queues import QueueConfig
+from gateway.tomltable import TomlTable, read_toml
 
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 DEFAULT_EMBEDDED_TCP = 1883
@@ -71,39 +71,6 @@ class Config:
     agents: list[AgentConfig] = field(default_factory=list)
 
 
-class _Table:
-    def __init__(self, data: dict, where: str, source: Path) -> None:
-        self.data, self.where, self.source = data, where, source
-        self.used: set[str] = set()
-
-    def err(self, key: str, msg: str) -> ConfigError:
-        path = f"{self.where}.{key}" if self.where else key
-        return ConfigError(f"{self.source}: {path}: {msg}")
-
-    def get(self, key: str, kind, default=..., *, check=None):
-        self.used.add(key)
-        if key not in self.data:
-            if default is ...:
-                raise self.err(key, "missing")
-            return default
-        value = self.data[key]
-        ok = isinstance(value, kind) and not (isinstance(value, bool) and kind is not bool)
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value, ok = float(value), True
-        if not ok:
-            raise self.err(key, f"expected {getattr(kind, '__name__', kind)}, got {type(value).__name__} {value!r}")
-        if check is not None:
-            problem = check(value)
-            if problem:
-                raise self.err(key, problem)
-        return value
-
-    def finish(self) -> None:
-        extra = sorted(set(self.data) - self.used)
-        if extra:
-            raise self.err(extra[0], "unknown key (typo?)")
-
-
 def _id(value: str) -> str | None:
     return None if ID_RE.match(value) else "must be 1-64 letters, digits, '-' or '_'"
 
@@ -116,35 +83,20 @@ def _positive(value: float) -> str | None:
     return None if value > 0 else "must be greater than 0"
 
 
-def _tables(root: _Table, key: str) -> list[_Table]:
-    items = root.get(key, list, [])
-    out = []
-    for i, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise root.err(f"{key}[{i}]", "expected a table")
-        out.append(_Table(item, f"{key}[{i}]", root.source))
-    return out
-
-
 def load_config(path: str | Path) -> Config:
     source = Path(path)
-    try:
-        data = tomllib.loads(source.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{source}: cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+    data = read_toml(source, ConfigError)
     base = source.resolve().parent
-    root = _Table(data, "", source)
+    root = TomlTable(data, source, ConfigError)
     cfg = Config(source=source)
 
-    gw = _Table(root.get("gateway", dict, {}), "gateway", source)
+    gw = root.table("gateway", {})
     cfg.gateway_id = gw.get("id", str, "callgate", check=_id)
     cfg.data_dir = base / gw.get("data_dir", str, "var")
     cfg.recording = gw.get("recording", bool, True)
     gw.finish()
 
-    m = _Table(root.get("mqtt", dict, {}), "mqtt", source)
+    m = root.table("mqtt", {})
     cfg.mqtt = MqttConfig(
         host=m.get("host", str, None), port=m.get("port", int, 1883, check=_port),
         username=m.get("username", str, None), password=m.get("password", str, None),
@@ -156,12 +108,12 @@ def load_config(path: str | Path) -> Config:
         embedded_ws_port=m.get("embedded_ws_port", int, DEFAULT_EMBEDDED_WS, check=_port))
     m.finish()
 
-    w = _Table(root.get("web", dict, {}), "web", source)
+    w = root.table("web", {})
     cfg.web = WebConfig(enabled=w.get("enabled", bool, True), host=w.get("host", str, "127.0.0.1"),
                         port=w.get("port", int, DEFAULT_WEB_PORT, check=_port))
     w.finish()
 
-    for t in _tables(root, "queues"):
+    for t in root.tables("queues"):
         cfg.queues.append(QueueConfig(
             id=t.get("id", str, check=_id), name=t.get("name", str, None) or t.data.get("id"),
             max_contacts=t.get("max_contacts", int, 10, check=lambda v: None if v > 0 else "must be at least 1"),
@@ -171,14 +123,14 @@ def load_config(path: str | Path) -> Config:
     if not cfg.queues:
         raise root.err("queues", "at least one [[queues]] table is required")
 
-    for t in _tables(root, "agents"):
+    for t in root.tables("agents"):
         hashed = t.get("password_hash", str, check=lambda v: None if v.startswith("pbkdf2_sha256$") else
                        "must be a salted hash made by `callgate hash-password` (pbkdf2_sha256$...), never a plain password")
         cfg.agents.append(AgentConfig(id=t.get("id", str, check=_id), name=t.get("name", str, None) or t.data["id"],
                                       password_hash=hashed))
         t.finish()
 
-    for t in _tables(root, "lines"):
+    for t in root.tables("lines"):
         cfg.lines.append(LineConfig(
             id=t.get("id", str, check=_id), profile=t.get("profile", str),
             at_port=t.get("at_port", str), audio_port=t.get("audio_port", str, None),

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from gateway.tomltable import TomlTable, read_toml
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "firmware_config"
 ENABLE_WHEN = ("pre_answer", "post_answer", "on_active")
@@ -109,84 +110,32 @@ class Profile:
                     and re.search(self.model_pattern, model, re.I))
 
 
-class _Reader:
-    """Typed access to a TOML table that names file and key in every error."""
-
-    def __init__(self, data: dict, source: Path, prefix: str = "") -> None:
-        self.data, self.source, self.prefix = data, source, prefix
-
-    def _where(self, key: str) -> str:
-        return f"{self.source}: [{self.prefix}] {key}" if self.prefix else f"{self.source}: {key}"
-
-    def table(self, key: str) -> "_Reader":
-        value = self.data.get(key)
-        if not isinstance(value, dict):
-            raise ProfileError(f"{self._where(key)}: missing table")
-        return _Reader(value, self.source, f"{self.prefix}.{key}" if self.prefix else key)
-
-    def get(self, key: str, kind: type | tuple[type, ...], default=...):
-        if key not in self.data:
-            if default is ...:
-                raise ProfileError(f"{self._where(key)}: missing")
-            return default
-        value = self.data[key]
-        if isinstance(value, bool) or not isinstance(value, kind):
-            names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-            raise ProfileError(f"{self._where(key)}: expected {names}, got {type(value).__name__}")
-        return value
-
-    def strings(self, key: str, default=...) -> tuple[str, ...]:
-        value = self.get(key, list, default)
-        if not all(isinstance(v, str) for v in value):
-            raise ProfileError(f"{self._where(key)}: expected a list of strings")
-        return tuple(value)
-
-    def choice(self, key: str, choices: tuple[str, ...]) -> str:
-        value = self.get(key, str)
-        if value not in choices:
-            raise ProfileError(f"{self._where(key)}: {value!r} is not one of {', '.join(choices)}")
-        return value
-
-    def regex(self, key: str) -> str:
-        value = self.get(key, str)
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ProfileError(f"{self._where(key)}: bad regular expression: {exc}") from None
-        return value
-
-
 def load_profile_file(path: Path) -> Profile:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ProfileError(f"{path}: cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ProfileError(f"{path}: {exc}") from None
-    r = _Reader(data, path)
+    r = TomlTable(read_toml(path, ProfileError), path, ProfileError)
     meta, ident, init = r.table("profile"), r.table("identify"), r.table("init")
     t, c, d, a = r.table("timeouts"), r.table("calls"), r.table("dtmf"), r.table("audio")
     usb = []
-    for i, entry in enumerate(ident.get("usb", list, [])):
-        u = _Reader(entry, path, f"identify.usb[{i}]")
+    for u in ident.tables("usb"):
         usb.append(UsbMatch(u.get("vid", str).lower(), u.get("pid", str).lower(),
                             u.get("at_interface", int), u.get("audio_interface", int, None)))
+        u.finish()
+    positive = lambda v: None if v > 0 else "must be greater than 0"  # noqa: E731
     audio = Audio(
         transport=a.choice("transport", AUDIO_TRANSPORTS), enable=a.get("enable", str, ""),
         disable=a.get("disable", str, ""), enable_when=a.choice("enable_when", ENABLE_WHEN),
         enable_delay_ms=a.get("enable_delay_ms", int, 0), enable_retries=a.get("enable_retries", int, 0),
         enable_retry_interval_ms=a.get("enable_retry_interval_ms", int, 1000),
-        sample_rate=a.get("sample_rate", int), sample_format=a.get("sample_format", str),
-        frame_ms=a.get("frame_ms", int), frame_bytes=a.get("frame_bytes", int))
-    if audio.sample_rate * audio.frame_ms // 1000 * 2 != audio.frame_bytes and audio.sample_format == "s16le":
-        raise ProfileError(f"{path}: [audio] frame_bytes: {audio.frame_bytes} does not match "
-                           f"{audio.sample_rate} Hz s16le {audio.frame_ms} ms")
+        sample_rate=a.get("sample_rate", int, check=positive), sample_format=a.get("sample_format", str),
+        frame_ms=a.get("frame_ms", int, check=positive), frame_bytes=a.get("frame_bytes", int, check=positive))
+    if audio.sample_format == "s16le" and audio.sample_rate * audio.frame_ms // 1000 * 2 != audio.frame_bytes:
+        raise a.err("frame_bytes", f"{audio.frame_bytes} does not match {audio.sample_rate} Hz s16le "
+                                   f"{audio.frame_ms} ms")
     profile = Profile(
         id=meta.get("id", str), family=meta.get("family", str), description=meta.get("description", str, ""),
         source=path, identify_commands=ident.strings("commands"),
         manufacturer_pattern=ident.regex("manufacturer"), model_pattern=ident.regex("model"),
         usb=tuple(usb), init_required=init.strings("required"), init_optional=init.strings("optional", ()),
-        timeouts=Timeouts(*(float(t.get(k, (int, float))) for k in ("default", "answer", "dial", "hangup", "probe"))),
+        timeouts=Timeouts(*(t.get(k, float, check=positive) for k in ("default", "answer", "dial", "hangup", "probe"))),
         calls=CallControl(
             answer=c.get("answer", str), hangup=c.get("hangup", str), dial=c.get("dial", str),
             list_calls=c.get("list_calls", str), ring=c.strings("ring"),
@@ -196,10 +145,12 @@ def load_profile_file(path: Path) -> Profile:
         dtmf=Dtmf(receive=d.strings("receive"), encoding=d.choice("encoding", DTMF_ENCODINGS),
                   send=d.get("send", str)),
         audio=audio,
-        urc_prefixes=r.table("urc").strings("prefixes"),
+        urc_prefixes=(urc := r.table("urc")).strings("prefixes"),
     )
+    for table in (meta, ident, init, t, c, d, a, urc, r):
+        table.finish()
     if path.stem != profile.id:
-        raise ProfileError(f"{path}: [profile] id: {profile.id!r} must equal the file name {path.stem!r}")
+        raise meta.err("id", f"{profile.id!r} must equal the file name {path.stem!r}")
     return profile
 
 
