@@ -46,6 +46,8 @@ class WebConfig:
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = DEFAULT_WEB_PORT
+    certfile: Path | None = None     # HTTPS: browsers allow the microphone only on localhost or HTTPS
+    keyfile: Path | None = None
 
 
 @dataclass
@@ -111,6 +113,14 @@ def load_config(path: str | Path) -> Config:
     w = root.table("web", {})
     cfg.web = WebConfig(enabled=w.get("enabled", bool, True), host=w.get("host", str, "127.0.0.1"),
                         port=w.get("port", int, DEFAULT_WEB_PORT, check=_port))
+    for key in ("certfile", "keyfile"):
+        value = w.get(key, str, None)
+        if value is not None:
+            if not (base / value).is_file():
+                raise w.err(key, f"no such file: {base / value}")
+            setattr(cfg.web, key, base / value)
+    if cfg.web.keyfile and not cfg.web.certfile:
+        raise w.err("keyfile", "needs certfile as well")
     w.finish()
 
     for t in root.tables("queues"):

@@ -97,7 +97,9 @@ class Daemon:
         self.supervisor.spawn(self.publisher.refresh_queues(), "queue-refresh")
         if cfg.web.enabled and self.ws_url:
             from gateway.web.server import DashboardServer
-            self.web = DashboardServer(cfg.web.host, cfg.web.port, ws_url=self.ws_url, gateway_id=cfg.gateway_id)
+            tls = {"certfile": str(cfg.web.certfile), "keyfile": str(cfg.web.keyfile) if cfg.web.keyfile else None} \
+                if cfg.web.certfile else {}
+            self.web = DashboardServer(cfg.web.host, cfg.web.port, ws_url=self.ws_url, gateway_id=cfg.gateway_id, **tls)
             self.web.start()
         self.publisher.set_status({"online": True, "version": __version__, "started": self.started,
                                    "lines": [lc.id for lc in cfg.lines], "queues": self.center.queue_ids})

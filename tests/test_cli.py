@@ -70,3 +70,34 @@ def test_contacts_empty_and_hash_password(embedded_stack):
     assert verify_password("s3cret", hashed.stdout.strip())
     assert not verify_password("other", hashed.stdout.strip())
     assert run("hash-password", stdin="\n").returncode == 2
+
+
+def test_dashboard_over_https_when_the_config_names_a_certificate(tmp_path, embedded_stack):
+    import ssl
+    import urllib.request
+
+    from tests.stack import start_daemon, stop_daemon, wait_ready
+    stop_daemon(embedded_stack.proc)
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=localhost"],
+                   check=True, capture_output=True, timeout=30)
+    text = embedded_stack.config.read_text()
+    missing = tmp_path / "missing.toml"
+    missing.write_text(text.replace("[web]\n", '[web]\ncertfile = "nope.pem"\n'))
+    res = run("config", "check", "-c", str(missing))
+    assert res.returncode == 1 and "web.certfile: no such file" in res.stdout
+
+    config = tmp_path / "tls.toml"
+    config.write_text(text.replace("[web]\n", f'[web]\ncertfile = "{cert}"\nkeyfile = "{key}"\n'))
+    (embedded_stack.data_dir / "daemon.json").unlink(missing_ok=True)
+    proc = start_daemon(config, embedded_stack.data_dir, tmp_path / "tls.log")
+    try:
+        state = wait_ready(embedded_stack.data_dir, proc, tmp_path / "tls.log")
+        assert state["dashboard"].startswith("https://")
+        context = ssl.create_default_context(cafile=str(cert))
+        context.check_hostname = False
+        with urllib.request.urlopen(state["dashboard"], context=context, timeout=5) as page:
+            assert page.status == 200 and b"callgate" in page.read()
+    finally:
+        assert stop_daemon(proc) == 0
