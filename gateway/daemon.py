@@ -64,7 +64,6 @@ class Daemon:
         cfg = self.cfg
         data = cfg.data_dir
         (data / "recordings").mkdir(parents=True, exist_ok=True)
-        self._repair_recordings(data / "recordings")
         self.store = ContactStore(data / "contacts.db")
         self._close_dangling_records()
         self.prompts = PromptCache(data / "prompts")
@@ -156,15 +155,9 @@ class Daemon:
                  "started": self.started, "config": str(self.cfg.source)}
         (self.cfg.data_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
 
-    def _repair_recordings(self, folder: Path) -> None:
-        for path in folder.rglob("*.wav"):
-            try:
-                CallRecorder.repair(path)
-            except Exception as exc:
-                log.warning("recording %s could not be repaired: %s", path, exc)
-
     def _close_dangling_records(self) -> None:
-        """Contacts that were live when the daemon died: mark them ended, keep everything else."""
+        """Contacts that were live when the daemon died: repair their recordings (the only ones a crash
+        can leave unfinished) and mark them ended; finished contacts and recordings are not touched."""
         for rec in self.store.list(limit=1000):
             if rec.get("ended_at") is None:
                 rec_path = rec.get("recording_path")
@@ -172,8 +165,8 @@ class Daemon:
                 if rec_path and Path(rec_path).exists():
                     try:
                         seconds = CallRecorder.repair(Path(rec_path))
-                    except Exception:
-                        seconds = None
+                    except Exception as exc:
+                        log.warning("recording %s could not be repaired: %s", rec_path, exc)
                 self.store.upsert(rec["contact_id"], ended_at=self.clock.time(), disconnect_reason="gateway_restart",
                                   recording_seconds=seconds)
 

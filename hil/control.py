@@ -125,8 +125,8 @@ def _dispatch(emulator, verb: str, args: list[str]) -> dict[str, Any]:
     elif verb == "quit":
         return {"ok": True, "quit": True}
     else:
-        raise ValueError(f"unknown command (known: ring dtmf play hangup answer capture clear state "
-                         f"freeze inject vanish transcript quit)")
+        raise ValueError("unknown command (known: ring dtmf play hangup answer capture clear state "
+                         "freeze inject vanish transcript quit)")
     return {"ok": True, "state": emulator.state, "pcm": emulator.pcm_enabled}
 
 

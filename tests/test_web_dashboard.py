@@ -12,7 +12,6 @@ import signal
 import ssl
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
