@@ -45,7 +45,7 @@ def variant(tmp_path: Path, old: str, new: str, name: str = "simcom_sim7600") ->
     (r"^answer = 10.0", "answer = 0", "timeouts.answer: must be greater than 0"),
     (r'^hangup = "AT\+CHUP"\n', "", "calls.hangup: missing"),
     (r'^model = ".*"', 'model = "SIM7[56"', "identify.model: bad regular expression"),
-    (r'^encoding = "char"', 'encoding = "char"\nencodng = "ascii_code"', "dtmf.encodng: unknown key (typo?)"),
+    (r'^encoding = "char"', 'encoding = "char"\nencodng = "ascii_code"', "dtmf.events[0].encodng: unknown key (typo?)"),
     (r'^at_interface = 2', 'at_interface = "2"', "identify.usb[0].at_interface: expected int"),
     (r'^required = \[', 'required = [1, ', "init.required: expected a list of strings"),
     (r'^\[dtmf\]', '[dtmf', "Expected ']' at the end of a table declaration (at line"),
