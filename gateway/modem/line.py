@@ -1,7 +1,12 @@
 """A Line is one modem seen as a phone line: it opens the AT and audio ports, runs the profile's init
-sequence, turns URCs into call events, answers and hangs up, and pumps 20 ms audio frames while a call
-has audio. It reopens the modem with back-off when the port goes away; a call in progress then ends
-with the reason "modem_lost".
+sequence, turns unsolicited lines into call events through the profile's rules, answers, dials and hangs
+up, and pumps 20 ms audio frames while a call has audio.
+
+It is supervised: a periodic health check (registration, signal, IMS) and, when the modem stops
+answering or vanishes, a recovery ladder with back-off between attempts: resync the AT channel, reopen
+the port, send the profile's reset and wait for USB re-enumeration, then find the same modem again by
+IMEI or USB serial even under a new /dev name (through the `locate` callable the daemon hands in). A call
+in progress on a modem that is lost ends with the reason "modem_lost".
 """
 
 from __future__ import annotations
@@ -12,31 +17,36 @@ import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from gateway.at.errors import AtError
+from gateway.at.errors import AtCommandError, AtError, AtTimeout
 from gateway.at.session import AtSession
 from gateway.clock import SYSTEM_CLOCK, Clock
+from gateway.modem.call_events import Event
 from gateway.modem.profile import Profile
 from gateway.supervisor import Supervisor
 from gateway.transport.serial_port import SerialLink, open_serial
 
 log = logging.getLogger(__name__)
 
-CALLER_ID_WAIT = 1.5        # after a bare RING, wait this long for +CLIP/+CLCC before announcing the call
-REOPEN_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)   # seconds between attempts to reopen a vanished modem
+REOPEN_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)   # seconds between attempts to bring a lost modem back
 AUDIO_LATE_RESYNC = 0.2     # if the pump falls this far behind its schedule, restart the schedule
-
-_CLCC = re.compile(r'^\s*(\d+),(\d),(\d),(\d),(\d)(?:,"([^"]*)")?')
-_QUOTED = re.compile(r'"([^"]*)"')
+RESET_AFTER_FAILURES = 2    # the reset is tried after 2 failed reopens of an unanswering modem, then every 3rd
+LOCATE_AFTER_FAILURES = 1   # failed reopen attempts before the modem is searched under another name
+RESYNC_TIMEOUT = 2.0
+_FINAL_OUTCOMES = {"BUSY": "busy", "NO ANSWER": "no_answer", "NO CARRIER": "no_carrier",
+                   "NO DIALTONE": "unreachable"}
+_RSSI_UNKNOWN = 99
 
 
 class LineState(str, enum.Enum):
     STARTING = "starting"
     IDLE = "idle"
     RINGING = "ringing"
+    DIALING = "dialing"
     IN_CALL = "in_call"
+    RECOVERING = "recovering"
     FAILED = "failed"
 
 
@@ -44,18 +54,47 @@ class LineState(str, enum.Enum):
 class Call:
     call_id: str
     line_id: str
-    direction: str
-    caller: str
+    direction: str          # inbound | outbound
+    caller: str             # the far end's number (the caller inbound, the number dialled outbound)
     ringing_at: float
     answered_at: float | None = None
     audio_at: float | None = None
     ended_at: float | None = None
     end_reason: str | None = None
     announced: bool = False
+    index: str | None = None
+    progress: list[tuple[str, float]] = field(default_factory=list)
 
     @property
     def ended(self) -> bool:
         return self.ended_at is not None
+
+
+@dataclass
+class Health:
+    registration: str = "unknown"      # home | roaming | searching | denied | unregistered | unknown
+    rssi: int | None = None
+    ims: bool | None = None
+    checked_at: float | None = None
+    failures: int = 0
+    recoveries: int = 0
+    last_recovery: str | None = None
+    per_query: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def dbm(self) -> int | None:
+        return None if self.rssi is None or self.rssi == _RSSI_UNKNOWN else -113 + 2 * min(self.rssi, 31)
+
+    @property
+    def bars(self) -> int:
+        if self.rssi is None or self.rssi == _RSSI_UNKNOWN:
+            return 0
+        return next(b for limit, b in ((2, 0), (9, 1), (14, 2), (19, 3), (25, 4), (99, 5)) if self.rssi <= limit)
+
+    def as_dict(self) -> dict:
+        return {"registration": self.registration, "rssi": self.rssi, "dbm": self.dbm, "bars": self.bars,
+                "ims": self.ims, "checked_at": self.checked_at, "failures": self.failures,
+                "recoveries": self.recoveries, "last_recovery": self.last_recovery}
 
 
 class LineListener(Protocol):
@@ -67,44 +106,150 @@ class LineListener(Protocol):
 
 
 Opener = Callable[[str], Awaitable[SerialLink]]
+Locator = Callable[[dict[str, str]], Awaitable[tuple[str, str | None] | None]]
 
 
 class Line:
     def __init__(self, line_id: str, profile: Profile, at_port: str, audio_port: str | None,
-                 listener: LineListener, *, clock: Clock = SYSTEM_CLOCK, opener: Opener = open_serial) -> None:
+                 listener: LineListener, *, clock: Clock = SYSTEM_CLOCK, opener: Opener = open_serial,
+                 audio_opener: Opener | None = None, locate: Locator | None = None,
+                 health_interval: float | None = None) -> None:
         self.id = line_id
         self.profile = profile
         self.at_port, self.audio_port = at_port, audio_port
         self._listener = listener
         self._clock = clock
         self._open = opener
+        self._open_audio = audio_opener or opener
+        self._locate = locate
+        self._health_interval = health_interval or profile.health.interval
         self.state = LineState.STARTING
         self.error: str | None = None
         self.since = clock.time()
         self.call: Call | None = None
         self.identity: dict[str, str] = {}
+        self.health = Health()
         self._session: AtSession | None = None
         self._audio_link: SerialLink | None = None
-        self._lost = asyncio.Event()
+        self._trouble: asyncio.Future[str] | None = None
         self._pcm_on = False
         self._source: Callable[[], bytes] | None = None
         self._tasks = Supervisor()
-        self._caller_wait: asyncio.Task | None = None
+        self._progress: asyncio.Event = asyncio.Event()
         self.counters = {"frames_in": 0, "frames_out": 0, "late_ticks": 0}
 
     # --- public -------------------------------------------------------------------------------
+    @property
+    def session(self) -> AtSession | None:
+        """The AT session while the modem is up (SMS and diagnostics share it)."""
+        return self._session
+
     def set_audio_source(self, source: Callable[[], bytes] | None) -> None:
         """source() is asked for one outbound frame (frame_bytes) every frame_ms while audio runs."""
         self._source = source
 
     async def run(self) -> None:
-        """Open, initialise and serve the modem; reopen with back-off whenever it goes away."""
+        """Open, initialise and serve the modem; bring it back whenever it goes away or stops answering."""
         try:
             await self._serve()
         except asyncio.CancelledError:
             await self._teardown()
             raise
 
+    async def answer(self) -> None:
+        """Answer the ringing call and switch audio on at the moment the profile says."""
+        call = self.call
+        if call is None or call.ended or self._session is None or call.direction != "inbound":
+            raise RuntimeError(f"line {self.id}: no ringing call to answer")
+        audio = self.profile.audio
+        if audio.enable_when == "pre_answer":
+            await self._enable_audio(call)
+        for cmd in self.profile.calls.answer:
+            await self._session.command(cmd, self.profile.timeouts.answer, call_control=True)
+        if call.ended:
+            return
+        self._connected(call)
+        await self._audio_after_connect(call)
+
+    async def dial(self, number: str, *, timeout: float | None = None) -> Call:
+        """Place a call and follow its progress until it is answered or fails.
+
+        Returns the Call: answered (answered_at set, the line IN_CALL with audio running) or ended with
+        end_reason busy | no_answer | no_carrier | rejected | unreachable | failed | timeout."""
+        if self.state != LineState.IDLE or self._session is None:
+            raise RuntimeError(f"line {self.id}: cannot dial while {self.state.value}")
+        if not number or any(ch not in "+0123456789*#" for ch in number):
+            raise ValueError(f"line {self.id}: {number!r} is not a number to dial")
+        self.counters = dict.fromkeys(self.counters, 0)
+        call = Call(call_id=f"c-{uuid.uuid4().hex[:12]}", line_id=self.id, direction="outbound",
+                    caller=number, ringing_at=self._clock.time(), announced=True)
+        self.call = call
+        self._stage(call, "dialing")
+        self._set_state(LineState.DIALING)
+        audio = self.profile.audio
+        limit = timeout or self.profile.timeouts.dial
+        started = self._clock.monotonic()
+        try:
+            if audio.enable_when == "pre_answer":
+                await self._enable_audio(call)
+            await self._session.command(self.profile.calls.dial.format(number=number),
+                                        self.profile.timeouts.answer, call_control=True)
+        except AtCommandError as exc:
+            self._end_call(_FINAL_OUTCOMES.get(exc.final, "failed"))
+            return call
+        except AtError as exc:
+            self._end_call("failed")
+            log.warning("line %s: dial %s failed: %s", self.id, number, exc)
+            return call
+        if audio.enable_when == "post_answer" and not call.ended:
+            try:
+                await self._enable_audio(call)
+            except AtError as exc:
+                log.warning("line %s: audio enable after dial failed: %s", self.id, exc)
+        while not call.ended and call.answered_at is None:
+            left = limit - (self._clock.monotonic() - started)
+            if left <= 0:
+                await self.hangup("timeout")
+                break
+            self._progress.clear()
+            waiter = asyncio.ensure_future(self._progress.wait())
+            sleeper = asyncio.ensure_future(self._clock.sleep(min(left, 1.0)))
+            await asyncio.wait((waiter, sleeper), return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            sleeper.cancel()
+        if call.answered_at is not None and not call.ended:
+            if self.state != LineState.IN_CALL:
+                self._set_state(LineState.IN_CALL)
+            if call.audio_at is None and audio.enable_when == "on_active":
+                await self._audio_after_connect(call)
+        return call
+
+    async def send_dtmf(self, digits: str) -> None:
+        """Send digits to the far end of the call in progress, one command per digit."""
+        call = self.call
+        if call is None or call.ended or call.answered_at is None or self._session is None:
+            raise RuntimeError(f"line {self.id}: no call in progress to send DTMF on")
+        bad = [d for d in digits if d not in self.profile.dtmf.send_digits]
+        if bad:
+            raise ValueError(f"line {self.id}: this modem cannot send {''.join(bad)!r} "
+                             f"(it sends {self.profile.dtmf.send_digits})")
+        for digit in digits:
+            await self._session.command(self.profile.dtmf.send.format(digit=digit, index=call.index or "1"),
+                                        self.profile.timeouts.default)
+
+    async def hangup(self, reason: str = "hung_up") -> None:
+        call = self.call
+        if call is None or call.ended:
+            return
+        try:
+            if self._session is not None:
+                for cmd in self.profile.calls.hangup:
+                    await self._session.command(cmd, self.profile.timeouts.hangup)
+        except AtError as exc:
+            log.warning("line %s: hang-up command failed: %s", self.id, exc)
+        self._end_call(reason)
+
+    # --- lifecycle and recovery -----------------------------------------------------------------
     async def _serve(self) -> None:
         failures = 0
         while True:
@@ -113,58 +258,79 @@ class Line:
             except (AtError, OSError) as exc:
                 self._set_state(LineState.FAILED, f"{type(exc).__name__}: {exc}")
                 await self._teardown()
-                await self._clock.sleep(REOPEN_BACKOFF[min(failures, len(REOPEN_BACKOFF) - 1)])
                 failures += 1
+                await self._escalate(failures, exc)
                 continue
+            if failures:
+                self.health.recoveries += 1
             failures = 0
             self._set_state(LineState.IDLE)
-            await self._lost.wait()
+            self._tasks.spawn(self._health_loop(), f"{self.id}-health")
+            why = await self._trouble
             if self.call and not self.call.ended:
                 self._end_call("modem_lost")
-            self._set_state(LineState.FAILED, f"modem on {self.at_port} stopped answering or vanished")
+            self._set_state(LineState.RECOVERING, why)
             await self._teardown()
+            self.health.failures += 1
             await self._clock.sleep(REOPEN_BACKOFF[0])
 
-    async def answer(self) -> None:
-        """Answer the ringing call and switch audio on at the moment the profile says."""
-        call = self.call
-        if call is None or call.ended or self._session is None:
-            raise RuntimeError(f"line {self.id}: no ringing call to answer")
-        audio = self.profile.audio
-        if audio.enable_when == "pre_answer":
-            await self._enable_audio(call)
-        await self._session.command(self.profile.calls.answer, self.profile.timeouts.answer, call_control=True)
-        if call.ended:
-            return
-        call.answered_at = call.answered_at or self._clock.time()
-        self._set_state(LineState.IN_CALL)
-        if audio.enable_when == "post_answer":
-            await self._enable_audio(call)
-        elif audio.enable_when == "on_active":
-            await self._clock.sleep(audio.enable_delay_ms / 1000)
-            await self._enable_audio(call)
+    async def _escalate(self, failures: int, exc: BaseException) -> None:
+        """The next rung after a failed reopen: reset the modem, look for it under a new name, back off."""
+        if failures >= LOCATE_AFTER_FAILURES and self._locate is not None and self.identity:
+            found = None
+            try:
+                found = await self._locate(dict(self.identity))
+            except Exception:
+                log.exception("line %s: locating the modem failed", self.id)
+            if found and (found[0] != self.at_port or found[1] != self.audio_port):
+                log.warning("line %s: modem %s found again on %s (was %s)", self.id,
+                            self.identity.get("imei") or self.identity.get("usb_serial"), found[0], self.at_port)
+                self.at_port, self.audio_port = found
+                self.health.last_recovery = f"found again on {found[0]}"
+                return
+        if failures % 3 == RESET_AFTER_FAILURES and self.profile.recovery.reset and isinstance(exc, AtError):
+            if await self._reset():
+                return
+        await self._clock.sleep(REOPEN_BACKOFF[min(failures - 1, len(REOPEN_BACKOFF) - 1)])
 
-    async def hangup(self, reason: str = "hung_up") -> None:
-        call = self.call
-        if call is None or call.ended:
-            return
+    async def _reset(self) -> bool:
+        """Send the profile's reset on a fresh port and wait for the modem to come back (re-enumeration)."""
+        cmd = self.profile.recovery.reset
         try:
-            if self._session is not None:
-                await self._session.command(self.profile.calls.hangup, self.profile.timeouts.hangup)
+            link = await self._open(self.at_port)
+        except OSError:
+            return False
+        session = AtSession(link, self.profile.urc_prefixes, clock=self._clock)
+        try:
+            await session.start()
+            await session.command(cmd, self.profile.timeouts.default)
+            log.warning("line %s: sent %s, waiting up to %.0f s for the modem to come back", self.id, cmd,
+                        self.profile.recovery.reenumerate)
+            self.health.last_recovery = f"reset with {cmd}"
         except AtError as exc:
-            log.warning("line %s: hang-up command failed: %s", self.id, exc)
-        self._end_call(reason)
+            log.warning("line %s: reset %s failed: %s", self.id, cmd, exc)
+            return False
+        finally:
+            await session.close()
+        await self._clock.sleep(self.profile.recovery.reenumerate)
+        return True
 
-    # --- lifecycle ------------------------------------------------------------------------------
     async def _open_and_init(self) -> None:
-        self._lost = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        trouble: asyncio.Future[str] = loop.create_future()
+        self._trouble = trouble
+
+        def lost() -> None:
+            if not trouble.done():
+                trouble.set_result(f"modem on {self.at_port} vanished")
         link = await self._open(self.at_port)
         session = AtSession(link, self.profile.urc_prefixes, clock=self._clock)
         self._session = session
         session.add_urc_listener(self._on_urc)
-        session.add_close_listener(self._lost.set)
+        session.add_close_listener(lost)
         await session.start()
         t = self.profile.timeouts.default
+        await self._wake(session)
         for cmd in self.profile.init_required:
             await session.command(cmd, t)
         for cmd in self.profile.init_optional:
@@ -172,27 +338,48 @@ class Line:
                 await session.command(cmd, t)
             except AtError as exc:
                 log.info("line %s: optional init %s refused: %s", self.id, cmd, exc)
-        for key, cmd in (("manufacturer", "AT+CGMI"), ("model", "AT+CGMM"), ("imei", "AT+CGSN")):
+        await self._identify(session)
+        await self._drop_stale_calls(session)
+        if self.audio_port and self.profile.audio.transport in ("serial", "sounddevice"):
+            self._audio_link = await self._open_audio(self.audio_port)
+            self._tasks.spawn(self._audio_reader(self._audio_link), f"{self.id}-audio-in")
+
+    async def _wake(self, session: AtSession) -> None:
+        """A modem just re-enumerated may swallow the first command: try `AT` a few times."""
+        for attempt in range(3):
+            try:
+                await session.command("AT", self.profile.timeouts.probe)
+                return
+            except AtTimeout:
+                if attempt == 2:
+                    raise
+            except AtCommandError:
+                return
+
+    async def _identify(self, session: AtSession) -> None:
+        t = self.profile.timeouts.default
+        for key, cmd in (("manufacturer", "AT+CGMI"), ("model", "AT+CGMM"), ("firmware", "AT+CGMR"),
+                         ("imei", "AT+CGSN")):
             try:
                 resp = await session.command(cmd, t)
                 self.identity[key] = next((ln.split(":", 1)[-1].strip() for ln in resp.lines if ln.strip()), "")
             except AtError:
-                self.identity[key] = ""
-        await self._drop_stale_calls(session)
-        if self.audio_port and self.profile.audio.transport == "serial":
-            self._audio_link = await self._open(self.audio_port)
-            self._spawn(self._audio_reader(self._audio_link), f"{self.id}-audio-in")
+                self.identity.setdefault(key, "")
 
     async def _drop_stale_calls(self, session: AtSession) -> None:
         """A call left up by a previous run (daemon killed mid-call) cannot be resumed: hang it up."""
+        if not self.profile.calls.list_calls:
+            return
         try:
             resp = await session.command(self.profile.calls.list_calls, self.profile.timeouts.default)
         except AtError:
             return
-        if any((m := _CLCC.match(ln.split(":", 1)[-1])) and m.group(4) == "0" for ln in resp.lines):
+        if any((ev := self.profile.classify(ln)) and ev.kind == "call_state" and ev.state not in ("ignore", "released")
+               for ln in resp.lines):
             log.warning("line %s: a call from before the restart is still up; hanging it up", self.id)
             try:
-                await session.command(self.profile.calls.hangup, self.profile.timeouts.hangup)
+                for cmd in self.profile.calls.hangup:
+                    await session.command(cmd, self.profile.timeouts.hangup)
             except AtError as exc:
                 log.warning("line %s: could not hang up the stale call: %s", self.id, exc)
 
@@ -209,9 +396,72 @@ class Line:
             self._audio_link.close()
             self._audio_link = None
 
-    def _spawn(self, coro, name: str) -> asyncio.Task:
-        return self._tasks.spawn(coro, name)
+    # --- supervision ------------------------------------------------------------------------------
+    async def _health_loop(self) -> None:
+        while True:
+            await self.check_health()
+            await self._clock.sleep(self._health_interval)
 
+    async def check_health(self) -> bool:
+        """Ask registration, signal and IMS; a modem that stops answering starts the recovery ladder."""
+        session = self._session
+        if session is None:
+            return False
+        health, answered = self.health, False
+        queries = list(self.profile.health.queries) or ["AT"]
+        for cmd in queries:
+            try:
+                resp = await session.command(cmd, self.profile.timeouts.default)
+            except AtTimeout:
+                continue
+            except AtError as exc:
+                answered = True
+                health.per_query[cmd] = f"error: {exc}"
+                continue
+            answered = True
+            for ln in resp.lines:
+                self._apply_status(self.profile.classify(ln), cmd)
+        if self.profile.health.ims_query and answered:
+            try:
+                resp = await session.command(self.profile.health.ims_query, self.profile.timeouts.default)
+                health.ims = any(re.search(self.profile.health.ims_registered, ln) for ln in resp.lines)
+            except AtError:
+                health.ims = None
+        health.checked_at = self._clock.time()
+        if answered:
+            health.failures = 0
+            self._notify(self._listener.line_changed, self)
+            return True
+        health.failures += 1
+        log.warning("line %s: modem did not answer the health check; resyncing", self.id)
+        if await self._resync(session):
+            return True
+        if self._trouble is not None and not self._trouble.done():
+            self._trouble.set_result(f"modem on {self.at_port} stopped answering")
+        return False
+
+    async def _resync(self, session: AtSession) -> bool:
+        resync = getattr(session, "resync", None)
+        if resync is not None:
+            return bool(await resync(RESYNC_TIMEOUT))
+        try:
+            await session.command("AT", RESYNC_TIMEOUT)
+            return True
+        except AtError:
+            return False
+
+    def _apply_status(self, event: Event | None, source: str) -> None:
+        if event is None:
+            return
+        if event.kind == "registration":
+            self.health.per_query[source] = event.state or "unknown"
+            states = set(self.health.per_query.values())
+            self.health.registration = next((s for s in ("home", "roaming", "searching", "denied", "unregistered")
+                                             if s in states), "unknown")
+        elif event.kind == "signal":
+            self.health.rssi = event.value
+
+    # --- events -----------------------------------------------------------------------------------
     def _set_state(self, state: LineState, error: str | None = None) -> None:
         if state == self.state and error == self.error:
             return
@@ -226,47 +476,90 @@ class Line:
         except Exception:
             log.exception("line %s: listener %s failed", self.id, getattr(fn, "__name__", fn))
 
-    # --- URCs -------------------------------------------------------------------------------------
-    def _on_urc(self, line: str) -> None:
-        calls = self.profile.calls
-        if any(line.startswith(p) for p in calls.ring):
-            self._ringing(None)
-        elif line.startswith(calls.caller_id):
-            m = _QUOTED.search(line)
-            self._ringing(m.group(1) if m else "")
-        elif line.startswith(calls.call_list):
-            self._on_call_list(line[len(calls.call_list):])
-        elif any(line.startswith(p) for p in calls.connected):
-            if self.call and not self.call.ended and self.call.answered_at is None:
-                self.call.answered_at = self._clock.time()
-        elif any(line.startswith(p) for p in calls.ended):
-            if self.call and not self.call.ended:
-                self._end_call("customer_hung_up" if self.call.answered_at else "missed")
-        else:
-            digit = self.profile.dtmf.decode(line)
-            if digit is not None and self.call and not self.call.ended:
-                self._notify(self._listener.dtmf, self, self.call, digit)
-
-    def _on_call_list(self, rest: str) -> None:
-        m = _CLCC.match(rest)
-        if not m or m.group(4) != "0":     # mode 0 = voice; LTE lists a data pseudo-call too
+    def _on_urc(self, text: str) -> None:
+        event = self.profile.classify(text)
+        if event is None:
             return
-        stat, number = int(m.group(3)), m.group(6) or ""
-        if stat in (4, 5):
-            self._ringing(number)
-        elif stat == self.profile.calls.call_list_released_state and self.call and not self.call.ended:
-            self._end_call("customer_hung_up" if self.call.answered_at else "missed")
-        elif stat == 0 and self.call and not self.call.ended and self.call.answered_at is None:
-            self.call.answered_at = self._clock.time()
+        call = self.call if self.call is not None and not self.call.ended else None
+        kind = event.kind
+        if kind == "ring":
+            self._ringing(None)
+        elif kind == "caller_id":
+            self._ringing(event.number or "")
+        elif kind == "call_state":
+            self._on_call_state(event, call)
+        elif kind in ("dialing", "alerting") and call is not None:
+            call.index = call.index or event.index
+            self._stage(call, "ringing" if kind == "alerting" else "dialing")
+        elif kind == "active" and call is not None:
+            call.index = call.index or event.index
+            self._connected(call)
+        elif kind == "ended" and call is not None:
+            self._ended(call, event.reason)
+        elif kind == "dtmf" and call is not None and event.digit:
+            self._notify(self._listener.dtmf, self, call, event.digit)
+        elif kind in ("registration", "signal"):
+            self._apply_status(event, text.split(":", 1)[0])
+            self._notify(self._listener.line_changed, self)
+        elif kind in ("sms_stored", "sms_delivered"):
+            handler = getattr(self._listener, "sms_indication", None)
+            if handler is not None:
+                self._notify(handler, self, text)
+
+    def _on_call_state(self, event: Event, call: Call | None) -> None:
+        state = event.state
+        if state in ("incoming", "waiting"):
+            if call is None or call.direction == "inbound":
+                self._ringing(event.number or "")
+                if self.call is not None:
+                    self.call.index = self.call.index or event.index
+        elif call is None:
+            return
+        elif state in ("dialing", "alerting"):
+            call.index = call.index or event.index
+            self._stage(call, "ringing" if state == "alerting" else "dialing")
+        elif state == "active":
+            call.index = call.index or event.index
+            self._connected(call)
+        elif state == "released":
+            self._ended(call, None)
+
+    def _stage(self, call: Call, stage: str) -> None:
+        if call.progress and call.progress[-1][0] == stage:
+            return
+        call.progress.append((stage, self._clock.time()))
+        self._progress.set()
+        handler = getattr(self._listener, "call_progress", None)
+        if handler is not None:
+            self._notify(handler, self, call, stage)
+
+    def _connected(self, call: Call) -> None:
+        if call.answered_at is not None:
+            return
+        call.answered_at = self._clock.time()
+        self._stage(call, "answered")
+        if self.state != LineState.IN_CALL:
+            self._set_state(LineState.IN_CALL)
+
+    def _ended(self, call: Call, reason: str | None) -> None:
+        if call.answered_at is not None:
+            self._end_call("customer_hung_up")
+        elif call.direction == "inbound":
+            self._end_call("missed")
+        else:
+            self._end_call(reason or "no_carrier")
 
     def _ringing(self, number: str | None) -> None:
         if self.call is not None and not self.call.ended:
-            if number and not self.call.caller:
-                self.call.caller = number
-            if number is not None and not self.call.announced:
+            call = self.call
+            if call.direction != "inbound":
+                return
+            if number and not call.caller:
+                call.caller = number
+            if number is not None and not call.announced:
                 self._announce()
             return
-        if self.state not in (LineState.IDLE,):
+        if self.state != LineState.IDLE:
             return
         self.counters = dict.fromkeys(self.counters, 0)
         self.call = Call(call_id=f"c-{uuid.uuid4().hex[:12]}", line_id=self.id, direction="inbound",
@@ -275,10 +568,10 @@ class Line:
         if number is not None:
             self._announce()
         else:
-            self._caller_wait = self._spawn(self._announce_later(self.call), f"{self.id}-clip-wait")
+            self._tasks.spawn(self._announce_later(self.call), f"{self.id}-clip-wait")
 
     async def _announce_later(self, call: Call) -> None:
-        await self._clock.sleep(CALLER_ID_WAIT)
+        await self._clock.sleep(self.profile.calls.caller_id_wait)
         if self.call is call and not call.ended and not call.announced:
             self._announce()
 
@@ -292,15 +585,28 @@ class Line:
         if call is None or call.ended:
             return
         call.ended_at, call.end_reason = self._clock.time(), reason
+        if call.direction == "outbound":
+            self._stage(call, reason if call.answered_at is None else "ended")
+        self._progress.set()
         was_pcm, self._pcm_on = self._pcm_on, False
         if was_pcm and self._session is not None and not self._session.closed and self.profile.audio.disable:
-            self._spawn(self._disable_audio(), f"{self.id}-audio-off")
-        if self.state in (LineState.RINGING, LineState.IN_CALL):
+            self._tasks.spawn(self._disable_audio(), f"{self.id}-audio-off")
+        if self.state in (LineState.RINGING, LineState.IN_CALL, LineState.DIALING):
             self._set_state(LineState.IDLE)
         if call.announced:
             self._notify(self._listener.call_ended, self, call)
 
     # --- audio ------------------------------------------------------------------------------------
+    async def _audio_after_connect(self, call: Call) -> None:
+        audio = self.profile.audio
+        if call.audio_at is not None or call.ended:
+            return
+        if audio.enable_when == "post_answer":
+            await self._enable_audio(call)
+        elif audio.enable_when == "on_active":
+            await self._clock.sleep(audio.enable_delay_ms / 1000)
+            await self._enable_audio(call)
+
     async def _enable_audio(self, call: Call) -> None:
         audio = self.profile.audio
         if audio.enable and self._session is not None:
@@ -315,12 +621,12 @@ class Line:
                         raise
                     log.info("line %s: %s refused (%s), retrying", self.id, audio.enable, exc)
                     await self._clock.sleep(audio.enable_retry_interval_ms / 1000)
-        if call.ended:
+        if call.ended or self._pcm_on:
             return
         call.audio_at = self._clock.time()
         self._pcm_on = True
         if self._audio_link is not None:
-            self._spawn(self._audio_writer(self._audio_link, call), f"{self.id}-audio-out")
+            self._tasks.spawn(self._audio_writer(self._audio_link, call), f"{self.id}-audio-out")
 
     async def _disable_audio(self) -> None:
         try:
@@ -334,7 +640,8 @@ class Line:
         while True:
             data = await link.read()
             if not data:
-                self._lost.set()
+                if self._trouble is not None and not self._trouble.done():
+                    self._trouble.set_result(f"audio port {self.audio_port} vanished")
                 return
             buf += data
             while len(buf) >= size:
