@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from gateway.at.framer import MAX_LINE_BYTES, LineFramer
+from gateway.at.framer import MAX_LINE_BYTES, PROMPT, LineFramer
 
 # Byte streams as modems send them, with the lines a reader must get out of them.
 STREAMS = {
@@ -135,3 +135,51 @@ def test_reset_forgets_a_partial_line():
     framer.feed(b"+CLCC: 1,0,")
     framer.reset()
     assert framer.feed(b"OK\r\n") == ["OK"]
+
+
+# -- where lines end, and the "> " prompt ----------------------------------------------------------
+
+def test_line_ends_point_just_past_each_break():
+    data = b"\r\nCONNECT\r\n\x80\r\n\r\nOK\rX"
+    got = list(LineFramer().lines_with_ends(data))
+    assert got == [("CONNECT", 11), ("OK", 19)]
+    assert data[11:12] == b"\x80"
+
+
+def test_stopping_after_a_line_leaves_the_rest_unconsumed():
+    framer = LineFramer()
+    data = b"+CLIP: 1\r\nCONNECT\r\n\r\nOK\r\n"
+    lines = framer.lines_with_ends(data)
+    assert next(lines) == ("+CLIP: 1", 10)
+    line, end = next(lines)
+    assert line == "CONNECT" and data[end:] == b"\r\nOK\r\n"
+    lines.close()
+    assert framer.buffered == 0
+    assert framer.feed(b"ATZ\r") == ["ATZ"]
+
+
+def test_lone_cr_and_lone_lf_breaks_end_after_one_byte():
+    assert list(LineFramer().lines_with_ends(b"A\rB\nC\n\rD")) == [("A", 2), ("B", 4), ("C", 6)]
+
+
+def test_prompt_only_when_asked_and_only_as_an_unfinished_line():
+    framer = LineFramer()
+    assert framer.feed(b"\r\n> ") == []
+    framer.reset()
+    framer.prompt = True
+    assert framer.feed(b"AT+CMGS=5\r\r\n> ") == ["AT+CMGS=5", PROMPT]
+    assert framer.buffered == 0
+    assert framer.feed(b"\r\n>") == [PROMPT]                   # the space may come later
+    assert framer.feed(b" \r\n+CMGS: 4\r\n") == ["+CMGS: 4"]
+    assert framer.feed(b"\r\n> text\r\n") == ["> text"]       # a line that starts with "> "
+    assert framer.feed(b"\x00>\x00 ") == [PROMPT]              # noise around it
+
+
+def test_line_ends_agree_with_feed_for_any_chunking():
+    data = b"\r\nA\r\r\nBB\n" + b"C" * (MAX_LINE_BYTES + 5) + b"\r\nOK\r\n"
+    whole = LineFramer().feed(data)
+    for cut in range(0, len(data), 97):
+        framer = LineFramer()
+        got = [line for chunk in (data[:cut], data[cut:])
+               for line, _ in framer.lines_with_ends(chunk)]
+        assert got == whole

@@ -13,8 +13,8 @@ import tty
 
 import pytest
 
-from gateway.at.errors import (AtCommandError, AtError, AtLinkClosed, AtTimeout, CmeError,
-                               CmsError)
+from gateway.at.errors import (AtCommandError, AtDataModeError, AtError, AtLinkClosed, AtTimeout,
+                               CmeError, CmsError)
 from gateway.at.session import AtResponse, AtSession
 from gateway.transport.serial_port import SerialLink, SerialOpenError, open_serial
 
@@ -78,6 +78,14 @@ class PtyModem:
     async def expect(self, command):
         """Wait until the gateway wrote `command` + CR; consume it and what came before."""
         want = command.encode() + b"\r"
+        async with asyncio.timeout(WAIT):
+            while want not in self._unread:
+                self._arrived.clear()
+                await self._arrived.wait()
+        del self._unread[: self._unread.index(want) + len(want)]
+
+    async def expect_bytes(self, want):
+        """Wait until the gateway wrote exactly `want` (raw, no CR added); consume it."""
         async with asyncio.timeout(WAIT):
             while want not in self._unread:
                 self._arrived.clear()
@@ -393,13 +401,41 @@ def test_silent_port_times_out_and_late_final_is_discarded():
             assert isinstance(timeout.value, TimeoutError)
             assert timeout.value.partial == ["+CPIN: READY"]
             assert timeout.value.timeout == 0.2
+            assert not timeout.value.resync_failed
+            assert not session.in_sync and session.healthy
+            assert "AT+CPIN?" in session.last_error
             modem.say("OK")                                   # the late final arrives
             await until(lambda: session.history[-1][2] == "OK", "the late OK to be read")
-            resp, _ = await asyncio.gather(
-                session.command("AT+CGMI", 1.0),
-                answer(modem, "AT+CGMI", "SIMCOM INCORPORATED", "OK"))
+
+            async def in_step_modem():
+                await answer(modem, "AT", "OK")               # the resync probe
+                await answer(modem, "AT+CGMI", "SIMCOM INCORPORATED", "OK")
+            resp, _ = await asyncio.gather(session.command("AT+CGMI", 2.0), in_step_modem())
             assert resp.lines == ["SIMCOM INCORPORATED"]
+            assert session.in_sync
             assert urcs == []
+    run(scenario)
+
+
+def test_late_final_after_the_probe_is_not_taken_as_the_next_answer():
+    # The known bug: the timed-out command's OK comes only once something new has been written.
+    async def scenario():
+        async with modem_session() as (modem, session, urcs):
+            with pytest.raises(AtTimeout):
+                await asyncio.gather(session.command("AT+COPS=?", 0.2),
+                                     modem.expect("AT+COPS=?"))
+
+            async def slow_modem():
+                await modem.expect("AT")
+                # the modem finishes AT+COPS=? first (stale text, a URC, its OK), then the probe
+                modem.say('+COPS: (2,"HIL","HIL","00101",7)', "RING", "OK")
+                await asyncio.sleep(0.03)
+                modem.say("OK")
+                await answer(modem, "AT+CSQ", "+CSQ: 20,99", "OK")
+            resp, _ = await asyncio.gather(session.command("AT+CSQ", 2.0), slow_modem())
+            assert resp.lines == ["+CSQ: 20,99"]
+            assert urcs == ["RING"]                     # the URC still went to the listeners
+            assert modem.received.count(b"AT+CSQ\r") == 1
     run(scenario)
 
 
@@ -407,10 +443,75 @@ def test_totally_silent_port_times_out_then_recovers():
     async def scenario():
         async with modem_session() as (modem, session, urcs):
             with pytest.raises(AtTimeout) as timeout:
-                await session.command("AT", 0.2)
+                await session.command("AT+CGMM", 0.2)
             assert timeout.value.partial == []
-            resp, _ = await asyncio.gather(session.command("AT", 1.0), answer(modem, "AT", "OK"))
-            assert resp.final == "OK"
+
+            async def recovered_modem():
+                await answer(modem, "AT", "OK")
+                await answer(modem, "AT+CGMM", "SIMCOM_SIM7600G-H", "OK")
+            resp, _ = await asyncio.gather(session.command("AT+CGMM", 2.0), recovered_modem())
+            assert resp.lines == ["SIMCOM_SIM7600G-H"]
+    run(scenario)
+
+
+def test_resync_probes_again_when_the_first_probe_is_dropped():
+    async def scenario():
+        async with modem_session() as (modem, session, urcs):
+            with pytest.raises(AtTimeout):
+                await session.command("AT+CGMM", 0.2)
+
+            async def busy_modem():
+                await modem.expect("AT")                 # dropped: the modem was still busy
+                await answer(modem, "AT", "OK")
+            ok, _ = await asyncio.gather(session.resync(2.0), busy_modem())
+            assert ok and session.in_sync
+            assert bytes(modem.received).count(b"AT\r") == 2
+    run(scenario)
+
+
+def test_failed_resyncs_refuse_commands_then_mark_the_session_unhealthy():
+    async def scenario():
+        async with modem_session(unhealthy_after=2) as (modem, session, urcs):
+            reasons = []
+            session.add_unhealthy_listener(reasons.append)
+            with pytest.raises(AtTimeout):
+                await session.command("AT+CSQ", 0.2)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            with pytest.raises(AtTimeout) as refused:
+                await session.command("AT+CREG?", 0.4)
+            assert loop.time() - started < 0.4 + 0.2          # never past the command's timeout
+            assert refused.value.resync_failed
+            assert "not sent" in str(refused.value)
+            assert b"AT+CREG?" not in modem.received          # never written
+            assert session.healthy and reasons == []          # one failure is not yet "repeatedly"
+            assert await session.resync(0.3) is False
+            assert not session.healthy
+            assert len(reasons) == 1 and "no answer to AT" in reasons[0]
+            assert reasons[0] == session.last_error
+            assert await session.resync(0.3) is False
+            assert len(reasons) == 1                          # told once per turn to unhealthy
+
+            async def revived_modem():
+                while True:
+                    await answer(modem, "AT", "OK")
+            revived = asyncio.ensure_future(revived_modem())
+            try:
+                assert await session.resync(2.0) is True
+            finally:
+                revived.cancel()
+            assert session.healthy and session.in_sync
+    run(scenario)
+
+
+def test_resync_fails_with_the_link_closed():
+    async def scenario():
+        async with modem_session() as (modem, session, urcs):
+            resync = asyncio.ensure_future(session.resync(5.0))
+            await modem.expect("AT")
+            modem.unplug()
+            with pytest.raises(AtLinkClosed):
+                await resync
     run(scenario)
 
 
@@ -643,4 +744,277 @@ def test_close_wakes_a_waiting_reader():
         link.close()
         assert await asyncio.wait_for(reading, WAIT) == b""
         modem.close()
+    run(scenario)
+
+
+# -- body after a "> " prompt (SMS) ---------------------------------------------------------------
+
+def test_body_is_written_after_the_prompt_and_ends_with_ctrl_z():
+    async def scenario():
+        async with modem_session() as (modem, session, urcs):
+            pdu = b"0011000B915121551532F40000AA0AE8329BFD4697D9EC37"
+
+            async def sms_modem():
+                await modem.expect("AT+CMGS=23")
+                await asyncio.sleep(0.02)
+                assert modem.received == b"AT+CMGS=23\r"     # nothing before the prompt
+                modem.send(b"\r\n> ")
+                await modem.expect_bytes(pdu + b"\x1a")
+                modem.say("RING", "+CMGS: 42", "OK")
+            resp, _ = await asyncio.gather(session.command("AT+CMGS=23", 2.0, body=pdu), sms_modem())
+            assert resp == AtResponse("AT+CMGS=23", ["+CMGS: 42"], "OK")
+            assert urcs == ["RING"]
+    run(scenario)
+
+
+def test_echoed_body_is_dropped_and_a_body_reading_ok_is_not_a_final():
+    async def scenario():
+        async with modem_session() as (modem, session, urcs):
+            async def echoing_modem():
+                await modem.expect("AT+CMGS=\"+15551230001\"")
+                modem.send(b"AT+CMGS=\"+15551230001\"\r\r\n>")    # echo, then the prompt in pieces
+                await asyncio.sleep(0.02)
+                modem.send(b" ")
+                await modem.expect_bytes(b"OK\x1a")
+                modem.send(b"OK\x1a")                            # the body echoed back
+                await asyncio.sleep(0.02)
+                modem.say("+CMGS: 7", "OK")
+            resp, _ = await asyncio.gather(
+                session.command('AT+CMGS="+15551230001"', 2.0, body=b"OK"), echoing_modem())
+            assert resp.lines == ["+CMGS: 7"]
+    run(scenario)
+
+
+def test_refused_sms_fails_without_writing_the_body():
+    async def scenario():
+        async with modem_session() as (modem, session, urcs):
+            with pytest.raises(CmsError) as refused:
+                await asyncio.gather(session.command("AT+CMGS=23", 1.0, body=b"00AA"),
+                                     answer(modem, "AT+CMGS=23", "+CMS ERROR: 304"))
+            assert refused.value.code == 304
+            await asyncio.sleep(0.05)
+            assert modem.received == b"AT+CMGS=23\r"
+    run(scenario)
+
+
+def test_missing_prompt_times_out_and_cancels_with_esc():
+    async def scenario():
+        async with modem_session() as (modem, session, urcs):
+            with pytest.raises(AtTimeout):
+                await session.command("AT+CMGS=23", 0.2, body=b"00AA")
+            await until(lambda: modem.received == b"AT+CMGS=23\r\x1b", "ESC after the command")
+
+            async def modem_back():
+                await answer(modem, "\x1bAT", "OK")            # the probe leads with ESC too
+                await answer(modem, "AT+CMGF?", "+CMGF: 0", "OK")
+            resp, _ = await asyncio.gather(session.command("AT+CMGF?", 2.0), modem_back())
+            assert resp.lines == ["+CMGF: 0"]
+    run(scenario)
+
+
+def test_body_with_ctrl_z_or_esc_is_refused():
+    async def scenario():
+        async with modem_session() as (modem, session, urcs):
+            with pytest.raises(ValueError, match="byte 3 is Ctrl-Z"):
+                await session.command("AT+CMGS=5", 1.0, body=b"abc\x1a")
+            with pytest.raises(ValueError, match="byte 0 is ESC"):
+                await session.command("AT+CMGS=5", 1.0, body=b"\x1b")
+            with pytest.raises(TypeError, match="body must be bytes"):
+                await session.command("AT+CMGS=5", 1.0, body="text")
+            assert modem.received == b""
+    run(scenario)
+
+
+# -- data mode (V.253 audio in-band) --------------------------------------------------------------
+
+DLE, ETX = 0x10, 0x03
+
+
+class DleStream:
+    """A V.253 receive stream consumer: collects bytes until <DLE><ETX>, returns where it ended."""
+
+    def __init__(self):
+        self.raw = bytearray()
+        self.chunks = []
+        self._dle = False
+
+    def __call__(self, chunk):
+        self.chunks.append(bytes(chunk))
+        for i, byte in enumerate(chunk):
+            if self._dle:
+                self._dle = False
+                if byte == ETX:
+                    return i + 1
+            elif byte == DLE:
+                self._dle = True
+            self.raw.append(byte)
+        return None
+
+
+def test_receive_stream_is_raw_until_dle_etx_then_the_ok_ends_it():
+    async def scenario():
+        async with modem_session() as (modem, session, urcs):
+            stream = DleStream()
+            audio = bytes(range(0x20, 0x7F)) + b"\r\nOK\r\n\x00\xff\r\nRING\r\n\x10\x10"
+            await asyncio.gather(session.start_data("AT+VRX", stream, 1.0),
+                                 answer(modem, "AT+VRX", "CONNECT"))
+            assert session.in_data_mode
+            modem.send(audio)
+            await until(lambda: len(stream.raw) >= len(audio), "the audio")
+            with pytest.raises(AtDataModeError, match="in data mode for AT[+]VRX"):
+                await session.command("AT", 1.0)
+            with pytest.raises(AtDataModeError):
+                await session.start_data("AT+VTX", stream, 1.0)
+
+            async def stopping_modem():
+                await modem.expect_bytes(b"\x10!")
+                modem.send(b"\x7f\x80\x10\x03\r\nOK\r\n")         # last audio, end, final
+            resp, _ = await asyncio.gather(
+                session.end_data(b"\x10!", 1.0, modem_ends_stream=True), stopping_modem())
+            assert resp.final == "OK" and resp.command == "AT+VRX"
+            assert bytes(stream.raw) == audio + b"\x7f\x80\x10"
+            assert not session.in_data_mode
+            assert urcs == []                                   # RING inside audio is audio
+            resp, _ = await asyncio.gather(session.command("AT", 1.0), answer(modem, "AT", "OK"))
+            assert resp.final == "OK"
+    run(scenario)
+
+
+def test_bytes_glued_to_connect_go_raw_and_a_split_crlf_is_not_audio():
+    async def scenario():
+        async with modem_session() as (modem, session, urcs):
+            stream = DleStream()
+
+            async def glued_modem():
+                await modem.expect("AT+VRX")
+                modem.send(b"\r\nCONNECT\r")
+                await asyncio.sleep(0.03)
+                modem.send(b"\n\x80\x81\r\n")
+            await asyncio.gather(session.start_data("AT+VRX", stream, 1.0), glued_modem())
+            await until(lambda: len(stream.raw) == 4, "the first audio")
+            assert bytes(stream.raw) == b"\x80\x81\r\n"
+            modem.send(b"\x10b")                                   # busy tone event
+            await until(lambda: len(stream.raw) == 6, "the event")
+
+            async def stopping_modem():
+                await modem.expect_bytes(b"\x10!")
+                modem.send(b"\x10\x03\r")
+                await asyncio.sleep(0.02)
+                modem.send(b"\nOK\r\n")
+            resp, _ = await asyncio.gather(
+                session.end_data(b"\x10!", 1.0, modem_ends_stream=True), stopping_modem())
+            assert resp.final == "OK"
+            assert bytes(stream.raw) == b"\x80\x81\r\n\x10b\x10"
+    run(scenario)
+
+
+def test_connect_and_stream_end_in_the_same_chunk():
+    async def scenario():
+        async with modem_session() as (modem, session, urcs):
+            stream = DleStream()
+            ended = asyncio.get_running_loop().create_future()
+
+            async def quick_modem():
+                await modem.expect("AT+VRX")
+                modem.send(b"\r\nCONNECT\r\n\x80\x10s\x10\x03\r\nOK\r\n")
+            await asyncio.gather(session.start_data("AT+VRX", stream, 1.0), quick_modem())
+            await until(lambda: stream.raw == b"\x80\x10s\x10", "the stream")
+            assert session.in_data_mode                 # until end_data() collects the final
+            with pytest.raises(AtDataModeError, match="has ended"):
+                session.write_data(b"\x80")
+            resp = await session.end_data(b"\x10!", 1.0, modem_ends_stream=True)
+            assert resp.final == "OK"
+            await asyncio.sleep(0.02)
+            assert b"\x10!" not in modem.received       # the stream had ended: no terminator
+            ended.set_result(None)
+    run(scenario)
+
+
+def test_transmit_stream_writes_raw_and_ends_in_line_mode_at_once():
+    async def scenario():
+        async with modem_session() as (modem, session, urcs):
+            events = []
+            await asyncio.gather(
+                session.start_data("AT+VTX", lambda chunk: events.append(chunk), 1.0,
+                                   connect=("VCON", "CONNECT")),
+                answer(modem, "AT+VTX", "VCON"))
+            audio = bytes([0x80, 0x10, 0x10, 0x7F]) * 100
+            session.write_data(audio)
+            await session.drain()
+            await modem.expect_bytes(audio)
+            modem.send(b"\x101")                                   # DTMF 1 while playing
+            await until(lambda: events, "the DTMF event")
+            assert b"".join(events) == b"\x101"
+
+            async def playing_modem():
+                await modem.expect_bytes(b"\x10\x03")
+                modem.say("OK")
+            resp, _ = await asyncio.gather(
+                session.end_data(b"\x10\x03", 1.0, modem_ends_stream=False), playing_modem())
+            assert resp.final == "OK"
+            with pytest.raises(AtDataModeError, match="not in data mode"):
+                session.write_data(b"\x80")
+            with pytest.raises(AtDataModeError, match="not in data mode"):
+                await session.end_data(b"\x10\x03", 1.0, modem_ends_stream=False)
+    run(scenario)
+
+
+def test_refused_data_command_raises_like_command():
+    async def scenario():
+        async with modem_session() as (modem, session, urcs):
+            with pytest.raises(AtCommandError) as refused:
+                await asyncio.gather(session.start_data("AT+VTX", lambda c: None, 1.0),
+                                     answer(modem, "AT+VTX", "ERROR"))
+            assert refused.value.final == "ERROR"
+            with pytest.raises(AtCommandError) as wrong:
+                await asyncio.gather(session.start_data("AT+VTX", lambda c: None, 1.0),
+                                     answer(modem, "AT+VTX", "OK"))
+            assert wrong.value.final == "OK"                # OK is not CONNECT: no data mode
+            with pytest.raises(AtCommandError) as no_carrier:
+                await asyncio.gather(session.start_data("ATD555;", lambda c: None, 1.0),
+                                     answer(modem, "ATD555;", "NO CARRIER"))
+            assert no_carrier.value.final == "NO CARRIER"
+            assert not session.in_data_mode
+            with pytest.raises(ValueError, match="connect must name"):
+                await session.start_data("AT+VTX", lambda c: None, 1.0, connect=())
+            resp, _ = await asyncio.gather(session.command("AT", 1.0), answer(modem, "AT", "OK"))
+            assert resp.final == "OK"
+    run(scenario)
+
+
+def test_silent_end_of_stream_times_out_and_the_session_resyncs():
+    async def scenario():
+        async with modem_session() as (modem, session, urcs):
+            stream = DleStream()
+            await asyncio.gather(session.start_data("AT+VRX", stream, 1.0),
+                                 answer(modem, "AT+VRX", "CONNECT"))
+            with pytest.raises(AtTimeout):
+                await session.end_data(b"\x10!", 0.2, modem_ends_stream=True)
+            assert not session.in_data_mode and not session.in_sync
+
+            async def modem_back():
+                await answer(modem, "AT", "OK")
+                await answer(modem, "ATH", "OK")
+            resp, _ = await asyncio.gather(session.command("ATH", 2.0), modem_back())
+            assert resp.final == "OK"
+    run(scenario)
+
+
+def test_link_lost_in_data_mode_fires_close_listeners():
+    async def scenario():
+        async with modem_session() as (modem, session, urcs):
+            closed = []
+            session.add_close_listener(lambda: closed.append(True))
+            stream = DleStream()
+            await asyncio.gather(session.start_data("AT+VRX", stream, 1.0),
+                                 answer(modem, "AT+VRX", "CONNECT"))
+            modem.send(b"\x80" * 10)
+            await until(lambda: len(stream.raw) == 10, "audio")
+            modem.unplug()
+            await until(lambda: closed, "the close listener")
+            assert not session.in_data_mode
+            with pytest.raises(AtLinkClosed):
+                session.write_data(b"\x80")
+            with pytest.raises(AtLinkClosed):
+                await session.end_data(b"\x10!", 1.0, modem_ends_stream=True)
     run(scenario)

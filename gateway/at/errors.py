@@ -34,14 +34,28 @@ class CmsError(AtCommandError):
 
 
 class AtTimeout(AtError, TimeoutError):
-    """No final result code within the command's timeout; `partial` holds the lines that came."""
+    """No final result code within the command's timeout; `partial` holds the lines that came.
 
-    def __init__(self, command: str, partial: list[str], timeout: float) -> None:
+    resync_failed: the command was never written, because the port did not get back in step
+    after an earlier timeout (the modem does not answer a probe; see AtSession.resync).
+    """
+
+    def __init__(self, command: str, partial: list[str], timeout: float, *,
+                 resync_failed: bool = False) -> None:
         self.command = command
         self.partial = list(partial)
         self.timeout = timeout
-        got = f"; got {self.partial!r}" if self.partial else ""
-        super().__init__(f"{command}: no final result code within {timeout:g} s{got}")
+        self.resync_failed = resync_failed
+        if resync_failed:
+            text = f"{command}: not sent, the modem did not answer a resync probe within {timeout:g} s"
+        else:
+            got = f"; got {self.partial!r}" if self.partial else ""
+            text = f"{command}: no final result code within {timeout:g} s{got}"
+        super().__init__(text)
+
+
+class AtDataModeError(AtError):
+    """The session is (or is not) in data mode, and the call needs the other mode."""
 
 
 class AtLinkClosed(AtError):
