@@ -58,6 +58,9 @@ class LineConfig:
     audio_port: str | None
     flow: Path
     number: str = ""
+    audio_device: str | None = None         # sound card name, for profiles whose audio is a sound card
+    outbound_queue: str | None = None       # the queue whose caller ID and records outbound calls use
+    health_interval: float | None = None    # seconds between health checks (default: the profile's)
 
 
 @dataclass
@@ -144,10 +147,18 @@ def load_config(path: str | Path) -> Config:
         cfg.lines.append(LineConfig(
             id=t.get("id", str, check=_id), profile=t.get("profile", str),
             at_port=t.get("at_port", str), audio_port=t.get("audio_port", str, None),
-            flow=base / t.get("flow", str), number=t.get("number", str, "")))
+            flow=base / t.get("flow", str), number=t.get("number", str, ""),
+            audio_device=t.get("audio_device", str, None), outbound_queue=t.get("outbound_queue", str, None),
+            health_interval=t.get("health_interval", float, None,
+                                  check=lambda v: None if v >= 1 else "must be at least 1 second")))
         t.finish()
     root.finish()
 
+    queue_ids = {q.id for q in cfg.queues}
+    for i, lc in enumerate(cfg.lines):
+        if lc.outbound_queue is not None and lc.outbound_queue not in queue_ids:
+            raise ConfigError(f"{source}: lines[{i}].outbound_queue: no queue {lc.outbound_queue!r} "
+                              f"(queues: {', '.join(sorted(queue_ids)) or 'none'})")
     for kind, items in (("queues", cfg.queues), ("agents", cfg.agents), ("lines", cfg.lines)):
         seen: set[str] = set()
         for i, item in enumerate(items):

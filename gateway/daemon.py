@@ -15,6 +15,7 @@ from pathlib import Path
 
 from gateway import __version__
 from gateway.api.audio_relay import AudioRelay
+from gateway.api.admin import AdminError, AdminHandler, Operation
 from gateway.api.commands import CommandHandler
 from gateway.api.publisher import StatePublisher, encode
 from gateway.api.topics import Topics
@@ -27,7 +28,7 @@ from gateway.contact import ContactSession
 from gateway.flows.validate import FlowInvalid, load_flow
 from gateway.media.prompts import PromptCache
 from gateway.media.recorder import CallRecorder
-from gateway.modem.line import Call, Line
+from gateway.modem.line import Call, Line, LineState
 from gateway.modem.profile import ProfileError, load_profile
 from gateway.supervisor import Supervisor
 from gateway.transport.broker import EmbeddedBroker
@@ -47,6 +48,7 @@ class Daemon:
         self.supervisor = Supervisor()
         self.center = Center(cfg.queues, cfg.agents, clock=clock)
         self.sessions: dict[str, ContactSession] = {}
+        self.probes: dict = {}          # line id -> LineTest running on it
         self.lines: dict[str, Line] = {}
         self.flows: dict[str, object] = {}
         self.line_errors: dict[str, str] = {}
@@ -85,6 +87,10 @@ class Daemon:
                                        on_hangup=self._agent_hung_up)
         self.center.subscribe(self._on_center_event)
         self.mqtt.subscribe(self.topics.all_agent_cmds, self.commands.handle, qos=1)
+        self.admin = AdminHandler(lambda t, p: self.mqtt.publish(t, p, qos=1), self.topics, self.supervisor.spawn, {
+            "line_test": Operation({"line": str, "number": str}, self._op_line_test, (("seconds", (int, float)),)),
+        })
+        self.mqtt.subscribe(self.topics.admin_cmd, self.admin.handle, qos=1)
         self.mqtt.on_connect(self.publisher.publish_all)
         await self.mqtt.start()
         if not await self.mqtt.wait_connected(BROKER_WAIT):
@@ -118,7 +124,9 @@ class Daemon:
                                          "error": detail, "since": self.clock.time()})
             return
         self.flows[lc.id] = flow
-        line = Line(lc.id, profile, lc.at_port, lc.audio_port, self, clock=self.clock)
+        audio = lc.audio_device or profile.audio.device if profile.audio.transport == "sounddevice" else lc.audio_port
+        line = Line(lc.id, profile, lc.at_port, audio, self, clock=self.clock, audio_opener=self._audio_opener(profile),
+                    locate=self._locator(lc, profile), health_interval=lc.health_interval)
         self.lines[lc.id] = line
         self.supervisor.spawn(line.run(), f"line-{lc.id}")
 
@@ -172,9 +180,16 @@ class Daemon:
 
     # --- Line listener ----------------------------------------------------------------------------------
     def line_changed(self, line: Line) -> None:
+        ident = line.identity
         self.publisher.line_changed({"line": line.id, "state": line.state.value, "profile": line.profile.id,
                                      "call_id": line.call.call_id if line.call and not line.call.ended else None,
-                                     "error": line.error, "since": line.since})
+                                     "error": line.error, "since": line.since, "at_port": line.at_port,
+                                     "audio_port": line.audio_port, "model": ident.get("model"),
+                                     "firmware": ident.get("firmware"), "imei": ident.get("imei"),
+                                     "health": line.health.as_dict()})
+
+    def call_progress(self, line: Line, call: Call, stage: str) -> None:
+        log.info("line %s: call %s to %s: %s", line.id, call.call_id, call.caller, stage)
 
     def incoming_call(self, line: Line, call: Call) -> None:
         lc = next(lc for lc in self.cfg.lines if lc.id == line.id)
@@ -198,9 +213,60 @@ class Daemon:
             session.dtmf(digit)
 
     def audio_in(self, line: Line, call: Call, frame: bytes) -> None:
-        session = self.sessions.get(call.call_id)
+        session = self.sessions.get(call.call_id) or self.probes.get(line.id)
         if session is not None:
             session.audio_in(frame)
+
+    # --- modem plumbing ---------------------------------------------------------------------------------
+    def _audio_opener(self, profile):
+        if profile.audio.transport != "sounddevice":
+            return None
+
+        async def open_card(device: str):
+            from gateway.transport.sound_card import open_sound_card
+            return await open_sound_card(device, sample_rate=profile.audio.sample_rate,
+                                         frame_ms=profile.audio.frame_ms)
+        return open_card
+
+    def _locator(self, lc, profile):
+        """Find this line's modem again after USB re-enumeration: same IMEI or USB serial, any /dev name."""
+        async def locate(identity: dict[str, str]):
+            from gateway.modem.relocate import relocate
+            busy = {p for other in self.lines.values() if other.id != lc.id for p in (other.at_port, other.audio_port)}
+            return await relocate(identity, profile, busy=busy)
+        return locate
+
+    # --- technician operations (…/admin/cmd) -------------------------------------------------------------
+    def _line_for(self, command: dict) -> Line:
+        line = self.lines.get(command["line"])
+        if line is None:
+            known = ", ".join(sorted(self.lines)) or "none"
+            raise AdminError("unknown_line", f"no running line {command['line']!r} (lines: {known})")
+        return line
+
+    async def _op_line_test(self, command: dict, progress) -> dict:
+        from gateway.modem.line_test import LineTest
+        line = self._line_for(command)
+        if line.state != LineState.IDLE:
+            raise AdminError("line_busy", f"line {line.id} is {line.state.value}; try again when it is idle")
+        test = LineTest(line, command["number"], seconds=float(command.get("seconds", 3.0)), clock=self.clock,
+                        progress=progress)
+        started = self.clock.time()
+        self.probes[line.id] = test
+        try:
+            report = await test.run()
+        except ValueError as exc:
+            raise AdminError("bad_number", str(exc)) from None
+        finally:
+            self.probes.pop(line.id, None)
+        call = test.call
+        if call is not None:
+            self.store.upsert(call.call_id, line_id=line.id, caller=call.caller, initiation_method="OUTBOUND",
+                              initiated_at=started, ended_at=call.ended_at or self.clock.time(),
+                              disconnect_reason=call.end_reason,
+                              attributes={"purpose": "line_test", "verdict": report["verdict"]},
+                              flow_path=[{"stage": s, "at": t} for s, t in call.progress])
+        return report
 
     # --- Center and agents ------------------------------------------------------------------------------
     def _on_center_event(self, event: object) -> None:

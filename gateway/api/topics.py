@@ -26,6 +26,16 @@ class Topics:
     def line(self, line_id: str) -> str:
         return f"{self.base}/line/{line_id}"
 
+    def line_sms(self, line_id: str) -> str:
+        return f"{self.base}/line/{line_id}/sms"
+
+    @property
+    def admin_cmd(self) -> str:
+        return f"{self.base}/admin/cmd"
+
+    def admin_reply(self, request_id: str) -> str:
+        return f"{self.base}/admin/reply/{request_id}"
+
     def queue(self, queue_id: str) -> str:
         return f"{self.base}/queue/{queue_id}"
 

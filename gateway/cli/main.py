@@ -54,13 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gateway", default="callgate", help="gateway id")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
+
+    from gateway.cli.modem import add_parser as add_modem_parser
+    add_modem_parser(sub)
+    from gateway.cli.line import add_parser as add_line_parser
+    add_line_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"run": cmd_run, "flow": cmd_flow, "config": cmd_config, "status": cmd_status,
-               "contacts": cmd_contacts, "hash-password": cmd_hash, "web": cmd_web}[args.command]
+               "contacts": cmd_contacts, "hash-password": cmd_hash, "web": cmd_web,
+               "modem": cmd_modem, "line": cmd_line, "sms": cmd_sms}[args.command]
     try:
         return handler(args) or 0
     except KeyboardInterrupt:
@@ -194,6 +200,11 @@ def cmd_hash(args) -> int:
     return 0
 
 
+def cmd_modem(args) -> int:
+    from gateway.cli.modem import run
+    return run(args)
+
+
 def cmd_web(args) -> int:
     from gateway.web.server import main as web_main
     return web_main(["--ws", args.ws, "--gateway", args.gateway, "--host", args.host, "--port", str(args.port)])
@@ -201,3 +212,13 @@ def cmd_web(args) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def cmd_line(args) -> int:
+    from gateway.cli.line import cmd_line as run
+    return run(args)
+
+
+def cmd_sms(args) -> int:
+    from gateway.cli.line import cmd_sms as run
+    return run(args)

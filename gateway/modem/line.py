@@ -136,6 +136,7 @@ class Line:
         self._source: Callable[[], bytes] | None = None
         self._tasks = Supervisor()
         self._progress: asyncio.Event = asyncio.Event()
+        self._hangup_reason: str | None = None
         self.counters = {"frames_in": 0, "frames_out": 0, "late_ticks": 0}
 
     # --- public -------------------------------------------------------------------------------
@@ -241,12 +242,15 @@ class Line:
         call = self.call
         if call is None or call.ended:
             return
+        self._hangup_reason = reason        # the modem's own end-of-call line may come before the OK
         try:
             if self._session is not None:
                 for cmd in self.profile.calls.hangup:
                     await self._session.command(cmd, self.profile.timeouts.hangup)
         except AtError as exc:
             log.warning("line %s: hang-up command failed: %s", self.id, exc)
+        finally:
+            self._hangup_reason = None
         self._end_call(reason)
 
     # --- lifecycle and recovery -----------------------------------------------------------------
@@ -542,7 +546,9 @@ class Line:
             self._set_state(LineState.IN_CALL)
 
     def _ended(self, call: Call, reason: str | None) -> None:
-        if call.answered_at is not None:
+        if self._hangup_reason is not None:
+            self._end_call(self._hangup_reason)
+        elif call.answered_at is not None:
             self._end_call("customer_hung_up")
         elif call.direction == "inbound":
             self._end_call("missed")
