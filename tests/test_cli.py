@@ -21,12 +21,16 @@ def test_status_reports_what_the_daemon_publishes(embedded_stack):
     assert status["status"]["online"] is True
     assert status["lines"]["gsm1"]["state"] == "idle"
     assert status["lines"]["gsm1"]["profile"] == "simcom_sim7600"
+    line = status["lines"]["gsm1"]
+    assert line["model"] == "SIMCOM_SIM7600G-H" and line["imei"] == "867584030000001"
+    assert line["health"]["registration"] in ("home", "roaming") and line["health"]["dbm"] is not None
     assert status["queues"]["support"]["depth"] == 0
     assert set(status["agents"]) == {"alice", "bob"}
 
     human = run("status", "-c", str(embedded_stack.config))
     assert human.returncode == 0
     assert "online" in human.stdout and "gsm1" in human.stdout and "idle" in human.stdout
+    assert "SIGNAL" in human.stdout and "dBm" in human.stdout and "NETWORK" in human.stdout
     assert "AGENT" in human.stdout and "alice" in human.stdout
 
 

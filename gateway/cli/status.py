@@ -92,8 +92,16 @@ def print_status(s: dict) -> None:
           f"since {when(st.get('started')) or '-'}")
     if s["lines"]:
         print("\nLINES")
-        print(table(list(s["lines"].values()), [("line", "LINE"), ("state", "STATE"), ("profile", "PROFILE"),
-                                                 ("call_id", "CALL"), ("error", "LAST ERROR")]))
+        rows = []
+        for ln in s["lines"].values():
+            h = ln.get("health") or {}
+            signal = f"{h['dbm']} dBm {'▮' * h.get('bars', 0)}" if h.get("dbm") is not None else "-"
+            ims = {True: "yes", False: "no"}.get(h.get("ims"), "-")
+            rows.append(dict(ln, signal=signal, reg=h.get("registration", "-"), ims=ims,
+                             port=ln.get("at_port") or "-", recov=str(h.get("recoveries", 0))))
+        print(table(rows, [("line", "LINE"), ("state", "STATE"), ("profile", "PROFILE"), ("model", "MODEL"),
+                           ("port", "AT PORT"), ("reg", "NETWORK"), ("signal", "SIGNAL"), ("ims", "VOLTE"),
+                           ("recov", "RECOVERIES"), ("call_id", "CALL"), ("error", "LAST ERROR")]))
     if s["queues"]:
         print("\nQUEUES")
         rows = [dict(q, oldest=f"{q.get('oldest_wait') or 0:.0f}s") for q in s["queues"].values()]
