@@ -573,10 +573,12 @@ class Reassembled:
     timestamp: datetime
     parts: int
     missing: tuple[int, ...] = ()
+    reference: int | None = None      # the concatenation reference; None for a single SMS
 
 
 @dataclass
 class _Group:
+    reference: int
     first_seen: float
     total: int
     parts: dict[int, Deliver]
@@ -613,7 +615,7 @@ class Reassembler:
             out.append(Reassembled(part.sender, fix_surrogates(part.text), part.timestamp, 1))
             return out
         key = (part.sender, c.reference, c.total)
-        group = self._groups.setdefault(key, _Group(now, c.total, {}))
+        group = self._groups.setdefault(key, _Group(c.reference, now, c.total, {}))
         group.parts.setdefault(c.seq, part)        # a repeated part keeps the first copy
         if len(group.parts) == group.total:
             del self._groups[key]
@@ -639,4 +641,4 @@ def _join(group: _Group) -> Reassembled:
     first = group.parts[seqs[0]]
     text = fix_surrogates("".join(group.parts[s].text for s in seqs))
     missing = tuple(s for s in range(1, group.total + 1) if s not in group.parts)
-    return Reassembled(first.sender, text, first.timestamp, group.total, missing)
+    return Reassembled(first.sender, text, first.timestamp, group.total, missing, group.reference)
