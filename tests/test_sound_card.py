@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +22,29 @@ from gateway.transport.sound_card import (
 from hil.soundcard import EmulatedSoundCard
 
 FRAME = 320
+REPO = Path(__file__).resolve().parents[1]
+LISTENER = """
+import asyncio, sys
+import numpy as np
+from gateway.media.tones import dominant_frequency
+from gateway.transport.sound_card import open_sound_card
+
+async def main():
+    link = await open_sound_card(sys.argv[1])
+    print("open", flush=True)
+    got = bytearray()
+    while True:
+        got += await asyncio.wait_for(link.read(), 2.0)
+        x = np.frombuffer(bytes(got), dtype="<i2")
+        loud = np.nonzero(np.abs(x) > 1000)[0]
+        if loud.size and loud[-1] - loud[0] > 4000:
+            print(round(dominant_frequency(x[loud[0]:loud[-1]])), flush=True)
+            break
+    link.close()
+    await link.wait_closed()
+
+asyncio.run(main())
+"""
 
 
 def pcm(samples: np.ndarray) -> bytes:
@@ -95,7 +122,25 @@ def test_a_card_at_its_own_rate_is_resampled_at_the_edge(rate: int) -> None:
     assert 45 <= fps <= 55
 
 
+def test_a_gateway_in_another_process_reaches_the_card_through_describe() -> None:
+    with EmulatedSoundCard() as card:
+        seen = card.describe()
+        env = dict(os.environ, ALSA_CONFIG_PATH=str(seen["alsa_config_path"]))
+        child = subprocess.Popen([sys.executable, "-c", LISTENER, str(seen["audio_device"])], cwd=REPO,
+                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == "open"
+            card.write_downlink(pcm(sine(1000, 0.8)))
+            assert abs(int(child.stdout.readline()) - 1000) <= 3
+            assert child.wait(5) == 0
+        finally:
+            child.kill()
+
+
 def test_missing_device_names_it_and_lists_what_portaudio_sees() -> None:
+    before = os.environ.get("ALSA_CONFIG_PATH")
+
     async def go() -> None:
         with EmulatedSoundCard("callgate_present") as card:
             with pytest.raises(SoundCardOpenError) as err:
@@ -106,6 +151,7 @@ def test_missing_device_names_it_and_lists_what_portaudio_sees() -> None:
             assert "plugged in" in text and "audio" in text
 
     asyncio.run(go())
+    assert os.environ.get("ALSA_CONFIG_PATH") == before  # the unplugged card left no trace
 
 
 def test_a_name_matching_two_cards_is_refused() -> None:

@@ -21,8 +21,6 @@ import threading
 from collections import deque
 from typing import Any
 
-import numpy as np
-
 from gateway.clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger(__name__)
@@ -68,6 +66,9 @@ class FrameResampler:
     history across frames (no clicks at frame edges). Both rates must give whole frames."""
 
     def __init__(self, in_rate: int, out_rate: int, frame_ms: int = 20) -> None:
+        import numpy as np  # only cards that need resampling pay for numpy
+
+        self._np = np
         self.in_n = _samples_per_frame(in_rate, frame_ms)
         self.out_n = _samples_per_frame(out_rate, frame_ms)
         ratio = in_rate / out_rate  # input samples per output sample
@@ -86,6 +87,7 @@ class FrameResampler:
         self._history = np.zeros(2 * half, dtype=np.float64)
 
     def process(self, frame: bytes) -> bytes:
+        np = self._np
         x = np.frombuffer(frame, dtype="<i2")
         if x.size != self.in_n:
             raise ValueError(f"resampler expects {self.in_n} samples, got {x.size}")
