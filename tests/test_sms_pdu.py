@@ -121,7 +121,7 @@ def test_lone_surrogate_in_text_is_refused():
 # -- header fields --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("minutes, vp, back", [
-    (5, 0, 5), (6, 1, 10), (720, 143, 720), (721, 144, 750), (1440, 167, 1440),
+    (1, 0, 5), (5, 0, 5), (6, 1, 10), (720, 143, 720), (721, 144, 750), (1440, 167, 1440),
     (1441, 168, 2880), (30 * 1440, 196, 30 * 1440), (30 * 1440 + 1, 197, 35 * 1440),
     (63 * 7 * 1440, 255, 63 * 7 * 1440),
 ])
@@ -132,7 +132,7 @@ def test_relative_validity_rounds_up(minutes, vp, back):
     assert decode_submit(pdu.hex).validity_minutes == back
 
 
-@pytest.mark.parametrize("minutes", [0, 4, 63 * 7 * 1440 + 1])
+@pytest.mark.parametrize("minutes", [0, -5, 63 * 7 * 1440 + 1])
 def test_validity_out_of_range(minutes):
     with pytest.raises(PduError, match="validity"):
         encode_submit("+1555", "x", validity_minutes=minutes)

@@ -16,7 +16,7 @@ import pytest
 
 from gateway.at.session import AtSession
 from gateway.clock import ManualClock
-from gateway.modem.profile import load_profile
+from gateway.modem.profile import Sms
 from gateway.modem.sms import SmsError, SmsService, cms_meaning
 from gateway.modem.sms_pdu import decode_submit, encode_deliver
 from gateway.transport.serial_port import open_serial
@@ -246,9 +246,12 @@ def test_from_profile_takes_the_profiles_cnmi():
         link = await open_serial(modem.path)
         session = AtSession(link, URCS)
         await session.start()
-        sms = SmsService.from_profile(session, load_profile("huawei_e17x").sms)
+        table = Sms(supported=True, mode="text",
+                    setup=("AT+CMGF=1", "AT+CNMI=2,1,0,2,0", 'AT+CPMS="SM","SM","SM"'))
+        sms = SmsService.from_profile(session, table)
         await sms.setup()
-        assert modem.commands[:2] == ["AT+CMGF=0", "AT+CNMI=2,1,0,2,0"]
+        assert modem.commands[:4] == ["AT+CMGF=1", "AT+CNMI=2,1,0,2,0", 'AT+CPMS="SM","SM","SM"',
+                                      'AT+CSCS="UCS2"']
         await sms.close()
         await session.close()
         modem.close()
@@ -507,3 +510,77 @@ def test_cms_meanings():
     assert cms_meaning(330) == "SMS centre address unknown"
     assert cms_meaning(530) == "manufacturer specific"
     assert cms_meaning("SIM busy") == "SIM busy"
+
+
+# -- against the HIL GSM emulator (hil/gsm) ------------------------------------------------
+
+EMULATOR_URCS = ["+CMTI:", "+CMT:", "RING", "SMS DONE", "PB DONE", "+CPIN:", "RDY"]
+
+
+def on_emulator(scenario, **service_kwargs):
+    from hil.gsm.simcom import SimcomSim7600
+    emulator = SimcomSim7600()
+    emulator.start()
+
+    async def main():
+        link = await open_serial(emulator.at_port)
+        session = AtSession(link, EMULATOR_URCS)
+        await session.start()
+        got = []
+        sms = SmsService(session, on_message=got.append, **service_kwargs)
+        session.add_urc_listener(sms.handle_urc)
+        try:
+            await scenario(emulator, sms, got)
+        finally:
+            await sms.close()
+            await session.close()
+    try:
+        run(main)
+    finally:
+        emulator.stop()
+
+
+def test_emulator_pdu_both_ways_with_messages_stored_while_down():
+    async def scenario(emulator, sms, got):
+        emulator.receive_sms("+331234", "waiting since boot", timestamp=TS)
+        assert await sms.setup() == 1
+        assert [(m.sender, m.text, m.timestamp) for m in got] == [("+331234", "waiting since boot", TS)]
+        text = "日本語のテキスト😀" * 15
+        refs = await sms.send("+81312345678", text)
+        assert len(refs) == 3 and len(set(refs)) == 3
+        [sent] = emulator.sent_sms(joined=True)
+        assert (sent["number"], sent["text"], sent["complete"]) == ("+81312345678", text, True)
+        long_text = "Grüße [€] " * 40            # 520 septets: 4 parts of at most 152
+        emulator.receive_sms("Bank", long_text, reference=300)
+        await until(lambda: len(got) == 2, "multipart message")
+        assert (got[1].sender, got[1].text, got[1].parts) == ("Bank", long_text, 4)
+        await until(lambda: not emulator.stored_sms(), "storage emptied")
+    on_emulator(scenario)
+
+
+def test_emulator_network_rejection_and_direct_delivery():
+    async def scenario(emulator, sms, got):
+        await sms.setup()
+        emulator.fail_next_sms(350)
+        with pytest.raises(SmsError) as info:
+            await sms.send("+4915112345678", "hello")
+        assert info.value.code == 350 and "rejected" in str(info.value)
+        assert len(await sms.send("+4915112345678", "hello")) == 1
+        assert emulator.receive_sms("+4412345", "direct 😀") == []     # +CMT, nothing stored
+        await until(lambda: got, "direct delivery")
+        assert got[0].text == "direct 😀"
+    on_emulator(scenario, cnmi="AT+CNMI=2,2,0,0,0")
+
+
+def test_emulator_text_mode_both_ways():
+    async def scenario(emulator, sms, got):
+        await sms.setup()
+        await sms.send("+4915112345678", "Plain text, 10 min.")
+        await sms.send("+4915112345678", "会議は10時 😀")
+        sent = emulator.sent_sms()
+        assert [(s["mode"], s["text"], s["encoding"]) for s in sent] == \
+            [("text", "Plain text, 10 min.", "gsm7"), ("text", "会議は10時 😀", "ucs2")]
+        emulator.receive_sms("+8190123", "こんにちは", timestamp=TS)
+        await until(lambda: got, "text mode message")
+        assert (got[0].sender, got[0].text, got[0].timestamp) == ("+8190123", "こんにちは", TS)
+    on_emulator(scenario, mode="text")

@@ -452,7 +452,7 @@ def _smsc_prefix(smsc: bool | str) -> bytes:
 
 def relative_validity(minutes: int) -> int:
     """The TP-VP octet (relative format) for at least `minutes` minutes (23.040 §9.2.3.12.1)."""
-    if not 5 <= minutes or minutes > 63 * 7 * 1440:
+    if minutes < 1 or minutes > 63 * 7 * 1440:
         raise PduError(f"validity {minutes} min: relative TP-VP covers 5 min to 63 weeks")
     if minutes <= 720:
         return math.ceil(minutes / 5) - 1
