@@ -29,12 +29,13 @@ BY_ID_AUDIO = "usb-SimTech__Incorporated_SimTech__Incorporated_HIL0001-if04-port
 class ScriptedModem:
     """A pty that answers each command line from a table (unknown commands get ERROR).
 
-    reply(cmd) may be a list of lines (sent framed as a modem would) or None for silence.
+    replies: {command: lines}, lines sent framed as a modem would, None for silence; or a function
+    of the upper-cased command returning the same (KeyError: the default reply).
     """
 
-    def __init__(self, replies: dict[str, list[str] | None], *, default: list[str] | None = ("ERROR",),
+    def __init__(self, replies, *, default: list[str] | None = ("ERROR",),
                  chatter: list[str] | None = None) -> None:
-        self.replies = {k.upper(): v for k, v in replies.items()}
+        self.replies = replies if callable(replies) else {k.upper(): v for k, v in replies.items()}.__getitem__
         self.default = list(default) if default is not None else None
         self.chatter = chatter
         self.received: list[str] = []
@@ -73,7 +74,10 @@ class ScriptedModem:
                 if not cmd:
                     continue
                 self.received.append(cmd)
-                lines = self.replies.get(cmd.upper(), self.default)
+                try:
+                    lines = self.replies(cmd.upper())
+                except KeyError:
+                    lines = self.default
                 if lines is not None:
                     os.write(self.master, "".join(f"\r\n{line}\r\n" for line in lines).encode())
 
