@@ -38,6 +38,7 @@ RESYNC_TIMEOUT = 2.0
 _FINAL_OUTCOMES = {"BUSY": "busy", "NO ANSWER": "no_answer", "NO CARRIER": "no_carrier",
                    "NO DIALTONE": "unreachable"}
 _RSSI_UNKNOWN = 99
+_INBAND_FORMATS = {"u8": 1, "ulaw": 4, "alaw": 5, "s16le": 133}    # V.253 ids with the same decoding
 
 
 class LineState(str, enum.Enum):
@@ -137,6 +138,7 @@ class Line:
         self._tasks = Supervisor()
         self._progress: asyncio.Event = asyncio.Event()
         self._hangup_reason: str | None = None
+        self._last_ring = 0.0
         self.counters = {"frames_in": 0, "frames_out": 0, "late_ticks": 0}
 
     # --- public -------------------------------------------------------------------------------
@@ -193,10 +195,22 @@ class Line:
         try:
             if audio.enable_when == "pre_answer":
                 await self._enable_audio(call)
+            for cmd in self.profile.calls.dial_setup:
+                await self._session.command(cmd, self.profile.timeouts.default)
+            # V.253 voice modems return from ATD only once the callee answered (ringback stopped)
+            blocking = self.profile.calls.style == "v253"
             await self._session.command(self.profile.calls.dial.format(number=number),
-                                        self.profile.timeouts.answer, call_control=True)
+                                        limit if blocking else self.profile.timeouts.answer, call_control=True)
+            if blocking and not call.ended:
+                self._connected(call)
         except AtCommandError as exc:
             self._end_call(_FINAL_OUTCOMES.get(exc.final, "failed"))
+            if self.profile.calls.style == "v253":
+                await self._on_hook()
+            return call
+        except AtTimeout:
+            # a blocking ATD (V.253) that outlived our limit: nobody answered; any byte aborts the dial
+            await self.hangup("no_answer")
             return call
         except AtError as exc:
             self._end_call("failed")
@@ -245,6 +259,7 @@ class Line:
         self._hangup_reason = reason        # the modem's own end-of-call line may come before the OK
         try:
             if self._session is not None:
+                await self._leave_data_mode()
                 for cmd in self.profile.calls.hangup:
                     await self._session.command(cmd, self.profile.timeouts.hangup)
         except AtError as exc:
@@ -548,6 +563,9 @@ class Line:
     def _ended(self, call: Call, reason: str | None) -> None:
         if self._hangup_reason is not None:
             self._end_call(self._hangup_reason)
+        elif self.profile.calls.style == "v253":
+            # the far end is gone but an analog line stays off-hook until we hang up
+            self._tasks.spawn(self.hangup("customer_hung_up" if call.answered_at else "missed"), f"{self.id}-onhook")
         elif call.answered_at is not None:
             self._end_call("customer_hung_up")
         elif call.direction == "inbound":
@@ -556,6 +574,8 @@ class Line:
             self._end_call(reason or "no_carrier")
 
     def _ringing(self, number: str | None) -> None:
+        if number is None:
+            self._last_ring = self._clock.monotonic()
         if self.call is not None and not self.call.ended:
             call = self.call
             if call.direction != "inbound":
@@ -571,10 +591,20 @@ class Line:
         self.call = Call(call_id=f"c-{uuid.uuid4().hex[:12]}", line_id=self.id, direction="inbound",
                          caller=number or "", ringing_at=self._clock.time())
         self._set_state(LineState.RINGING)
+        if self.profile.calls.style == "v253":
+            self._tasks.spawn(self._ring_watch(self.call), f"{self.id}-ring-watch")
         if number is not None:
             self._announce()
         else:
             self._tasks.spawn(self._announce_later(self.call), f"{self.id}-clip-wait")
+
+    async def _ring_watch(self, call: Call) -> None:
+        """An analog line has no end-of-ringing signal: no RING for ring_timeout s means the caller gave up."""
+        timeout = self.profile.calls.ring_timeout
+        while self.call is call and not call.ended and call.answered_at is None:
+            await self._clock.sleep(timeout / 4)
+            if call.answered_at is None and self._clock.monotonic() - self._last_ring > timeout:
+                self._end_call("missed")
 
     async def _announce_later(self, call: Call) -> None:
         await self._clock.sleep(self.profile.calls.caller_id_wait)
@@ -615,6 +645,9 @@ class Line:
 
     async def _enable_audio(self, call: Call) -> None:
         audio = self.profile.audio
+        if audio.transport == "inband":
+            await self._start_inband(call)
+            return
         if audio.enable and self._session is not None:
             for attempt in range(audio.enable_retries + 1):
                 if call.ended:
@@ -633,6 +666,64 @@ class Line:
         self._pcm_on = True
         if self._audio_link is not None:
             self._tasks.spawn(self._audio_writer(self._audio_link, call), f"{self.id}-audio-out")
+
+    async def _start_inband(self, call: Call) -> None:
+        """V.253: the audio shares the AT tty. Enter the full-duplex voice state and pump frames through
+        the DLE codec; DTMF and far-end-gone hints (busy, dial tone, loop break) arrive in the stream."""
+        from gateway.v253.dle import HANGUP_HINTS, DigitDebouncer
+        from gateway.v253.samples import sample_format
+        from gateway.v253.stream import RxStream, TxStream
+        session, audio = self._session, self.profile.audio
+        if session is None or call.ended:
+            return
+        fmt = sample_format(_INBAND_FORMATS[audio.sample_format], audio.sample_rate)
+        rx, tx, debounce = RxStream(fmt), TxStream(fmt), DigitDebouncer()
+
+        def on_data(chunk: bytes) -> int | None:
+            got = rx.feed(chunk)
+            for frame in got.frames:
+                if self._pcm_on and self.call is call and not call.ended:
+                    self.counters["frames_in"] += 1
+                    self._notify(self._listener.audio_in, self, call, frame)
+            for event in got.events:
+                if event.digit and not call.ended and debounce.accept(event.digit, self._clock.monotonic()):
+                    self._notify(self._listener.dtmf, self, call, event.digit)
+                elif event.kind in HANGUP_HINTS and not call.ended and self._hangup_reason is None:
+                    log.info("line %s: far end gone (%s)", self.id, event.kind.value)
+                    self._ended(call, None)
+            return None if got.rest is None else len(chunk) - len(got.rest)
+        await session.start_data(audio.enable, on_data, self.profile.timeouts.default)
+        call.audio_at = self._clock.time()
+        self._pcm_on = True
+        self._tasks.spawn(self._inband_writer(session, tx, call), f"{self.id}-audio-out")
+
+    async def _inband_writer(self, session: AtSession, tx, call: Call) -> None:
+        period = self.profile.audio.frame_ms / 1000
+        next_at = self._clock.monotonic()
+        while self._pcm_on and self.call is call and not call.ended and session.in_data_mode:
+            frame = self._source() if self._source is not None else b""
+            session.write_data(tx.encode_frame(frame) if frame else tx.silence())
+            self.counters["frames_out"] += 1
+            next_at += period
+            await self._clock.sleep(max(next_at - self._clock.monotonic(), 0))
+
+    async def _on_hook(self) -> None:
+        try:
+            for cmd in self.profile.calls.hangup:
+                await self._session.command(cmd, self.profile.timeouts.hangup)
+        except (AtError, AttributeError) as exc:
+            log.warning("line %s: going on-hook failed: %s", self.id, exc)
+
+    async def _leave_data_mode(self) -> None:
+        session = self._session
+        if session is None or not getattr(session, "in_data_mode", False):
+            return
+        from gateway.v253.dle import DleEncoder
+        self._pcm_on = False
+        try:
+            await session.end_data(DleEncoder().end_duplex(), self.profile.timeouts.default, modem_ends_stream=True)
+        except AtError as exc:
+            log.warning("line %s: leaving the voice state failed: %s", self.id, exc)
 
     async def _disable_audio(self) -> None:
         try:

@@ -59,6 +59,7 @@ class CallControl:
     answer: tuple[str, ...]
     hangup: tuple[str, ...]
     dial: str
+    dial_setup: tuple[str, ...]
     list_calls: str
     caller_id_wait: float
     ring_timeout: float
@@ -155,7 +156,7 @@ def _commands(t: TomlTable, key: str, default=...) -> tuple[str, ...]:
     value = t.get(key, (str, list), default)
     if isinstance(value, str):
         return (value,)
-    return t.strings(key)
+    return t.strings(key) if key in t.data else tuple(value)
 
 
 def _rules(t: TomlTable, key: str, allowed: tuple[str, ...]) -> tuple[EventRule, ...]:
@@ -244,6 +245,7 @@ def load_profile_file(path: Path) -> Profile:
                           reset=t.get("reset", float, 60.0, check=_positive)),
         calls=CallControl(
             style=style, answer=_commands(c, "answer"), hangup=_commands(c, "hangup"), dial=c.get("dial", str),
+            dial_setup=_commands(c, "dial_setup", ()),
             list_calls=c.get("list_calls", str, ""),
             caller_id_wait=c.get("caller_id_wait", float, 1.5, check=_positive),
             ring_timeout=c.get("ring_timeout", float, 8.0, check=_positive),
