@@ -260,3 +260,20 @@ def test_ports_from_the_environment_and_by_id_names(emulator, tmp_path, monkeypa
     (links / "usb-Acme_AX-100-if00-port0").symlink_to(emulator.at_port)
     assert by_id_links(links) == {os.path.realpath(emulator.at_port): str(links / "usb-Acme_AX-100-if00-port0")}
     assert find_port("usb-Acme_AX-100-if00-port0", ports, by_id_dir=links) == at
+
+
+@pytest.mark.parametrize("dialect, profile_id", [("usr5637", "v253_usr5637"), ("cx93001", "v253_conexant")])
+def test_scan_identifies_the_v253_emulators(tmp_path, dialect, profile_id):
+    from hil.v253 import V253Emulator
+    emu = V253Emulator(dialect, by_id_dir=tmp_path / "by-id")
+    emu.start()
+    try:
+        emu.write_inventory(str(tmp_path / "inv.json"))
+        ports = list_ports(inventories=[str(tmp_path / "inv.json")])
+        [finding] = asyncio.run(scan([p for p in ports if p.device == emu.port], PROFILES, probe_timeout=1.0))
+    finally:
+        emu.stop()
+    assert finding.status == "ready", finding
+    assert finding.profile_id == profile_id and finding.at_port == emu.port
+    assert finding.audio_port is None                    # in-band audio on the same tty
+    assert any(cmd == "AT+FCLASS=?" and reply[-1] == "OK" for cmd, reply in finding.answers)
