@@ -3,8 +3,8 @@ as a host program sees it: T10 identification, the T8 call, T9 underrun, T11k, o
 
 from __future__ import annotations
 
+import asyncio
 import datetime
-import json
 import os
 import re
 import time
@@ -556,3 +556,56 @@ def test_usr_plays_at_7200_samples_per_second(modem):
     assert host.until(FINAL, 2.0).endswith(b"\r\nOK\r\n")
     heard = emulator.capture()                                    # resampled to 8 kHz
     assert abs(len(heard) - 2400) <= 160 and abs(dominant_frequency(heard) - 500) < 5
+
+
+def test_codec_drives_the_at_session_data_mode(modem):
+    """The daemon's path: AtSession raw data mode with RxStream/TxStream as consumer and producer."""
+    from gateway.at.session import AtSession
+    from gateway.transport.serial_port import open_serial
+
+    emulator, host = modem("cx93001")
+    host.ser.close()
+    fmt = sample_format(1)
+
+    async def run() -> tuple[np.ndarray, list, list[str]]:
+        link = await open_serial(emulator.port)
+        session = AtSession(link, ["RING"])
+        await session.start()
+        try:
+            for cmd in ("ATE0", "AT+FCLASS=8", "AT+VSM=1,8000,0,0", "AT+VSD=0,0"):
+                await session.command(cmd, 2.0)
+            emulator.ring()
+            await asyncio.sleep(0.1)
+            await session.command("AT+VLS=1", 2.0)
+            emulator.play_pcm(sine(1200, 0.3))
+            rx = RxStream(fmt)
+            frames, events = [], []
+
+            def on_data(chunk: bytes) -> int | None:
+                got = rx.feed(chunk)
+                frames.extend(got.frames)
+                events.extend(got.events)
+                return got.end
+
+            await session.start_data("AT+VRX", on_data, 2.0)
+            await asyncio.sleep(0.15)
+            emulator.send_dtmf("7")
+            await asyncio.sleep(0.35)
+            done = await session.end_data(ENC.abort_receive(), 2.0, modem_ends_stream=True)
+            tx = TxStream(fmt)
+            await session.start_data("AT+VTX", lambda chunk: None, 2.0)
+            for frame_start in range(0, 2400, 160):
+                session.write_data(tx.encode_samples(sine(600, 0.3)[frame_start:frame_start + 160]))
+            played = await session.end_data(ENC.end_of_stream(), 3.0, modem_ends_stream=False)
+            await session.command("ATH0", 2.0)
+            heard = np.frombuffer(b"".join(frames), "<i2")
+            return heard, events, [done.final, played.final]
+        finally:
+            await session.close()
+
+    heard, events, finals = asyncio.run(run())
+    assert finals == ["OK", "OK"]
+    assert abs(dominant_frequency(heard) - 1200) < 5
+    assert [e.digit for e in events if e.kind is EventKind.DTMF] == ["7"]
+    assert abs(dominant_frequency(emulator.capture()) - 600) < 5
+    assert emulator.state == "idle"

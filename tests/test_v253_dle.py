@@ -77,10 +77,10 @@ def test_dle_etx_ends_the_stream_and_returns_what_follows():
     decoder = DleDecoder()
     out = decoder.feed(b"\x80\x80" + DLE + b"\x03\r\nOK\r\n")
     assert out.audio == b"\x80\x80"
-    assert out.rest == b"\r\nOK\r\n"
+    assert out.rest == b"\r\nOK\r\n" and out.end == 4
     assert decoder.ended
     later = decoder.feed(b"\r\nRING\r\n")
-    assert later.audio == b"" and later.rest == b"\r\nRING\r\n"
+    assert later.audio == b"" and later.rest == b"\r\nRING\r\n" and later.end == 0
     decoder.reset()
     assert decoder.feed(b"\x7f").audio == b"\x7f"
 
@@ -136,9 +136,9 @@ def test_a_dle_split_across_feeds():
     assert kinds(second.events) == [(EventKind.BUSY, "b")] and second.audio == b"\x81"
     decoder.feed(DLE)
     assert decoder.feed(DLE).audio == b"\x10"
-    decoder.feed(DLE)
+    assert decoder.feed(DLE).end is None
     end = decoder.feed(b"\x03OK")
-    assert end.rest == b"OK" and decoder.ended
+    assert end.rest == b"OK" and end.end == 1 and decoder.ended
 
 
 SAMPLE_STREAM = (b"\x80\x10\x10\x7f" + DLE + b"/" + DLE + b"3" + DLE + b"3" + DLE + b"~"

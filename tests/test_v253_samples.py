@@ -114,10 +114,13 @@ def test_rx_stream_cuts_frames_whatever_the_chunking():
     stream = RxStream(fmt)
     frames, events, rest = [], [], None
     for i in range(0, len(wire), 37):
-        chunk = stream.feed(wire[i:i + 37])
+        piece = wire[i:i + 37]
+        chunk = stream.feed(piece)
         frames += chunk.frames
         events += chunk.events
-        rest = chunk.rest if chunk.rest is not None else rest
+        if chunk.rest is not None:
+            assert piece[chunk.end:] == chunk.rest
+            rest = (rest or b"") + chunk.rest
     assert len(frames) == 5 and all(len(f) == FRAME_BYTES for f in frames)
     got = np.frombuffer(b"".join(frames), "<i2")
     assert np.array_equal(got, fmt.decode(fmt.encode(tone)))

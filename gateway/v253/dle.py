@@ -111,6 +111,8 @@ class Decoded(NamedTuple):
     events: list[DleEvent]
     rest: bytes | None         # bytes after <DLE><ETX> (hand them to the AT line parser); None
     #                            while the stream goes on
+    end: int | None = None     # offset in the fed chunk just past <DLE><ETX> (what a data-mode
+    #                            consumer of AtSession.start_data returns); None while it goes on
 
 
 class DleDecoder:
@@ -139,7 +141,7 @@ class DleDecoder:
 
     def feed(self, data: bytes) -> Decoded:
         if self.ended:
-            return Decoded(b"", [], bytes(data))
+            return Decoded(b"", [], bytes(data), 0)
         audio = bytearray()
         events: list[DleEvent] = []
         pos = 0
@@ -148,7 +150,7 @@ class DleDecoder:
             self._pending_dle = False
             pos = 1
             if self._code(data[0], audio, events):
-                return Decoded(bytes(audio), events, bytes(data[1:]))
+                return Decoded(bytes(audio), events, bytes(data[1:]), 1)
         while pos < size:
             dle = data.find(DLE, pos)
             if dle < 0:
@@ -160,7 +162,7 @@ class DleDecoder:
                 break
             pos = dle + 2
             if self._code(data[dle + 1], audio, events):
-                return Decoded(bytes(audio), events, bytes(data[pos:]))
+                return Decoded(bytes(audio), events, bytes(data[pos:]), pos)
         return Decoded(bytes(audio), events, None)
 
     def _code(self, byte: int, audio: bytearray, events: list[DleEvent]) -> bool:

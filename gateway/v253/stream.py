@@ -22,6 +22,7 @@ class RxChunk:
     frames: list[bytes] = field(default_factory=list)    # whole 320-byte S16LE frames
     events: list[DleEvent] = field(default_factory=list)
     rest: bytes | None = None                             # set once <DLE><ETX> arrived
+    end: int | None = None                                # offset just past it in the chunk
 
 
 class RxStream:
@@ -48,7 +49,7 @@ class RxStream:
         self._pending = samples[whole:]
         raw = samples[:whole].astype("<i2").tobytes()
         frames = [raw[i:i + 2 * FRAME_SAMPLES] for i in range(0, len(raw), 2 * FRAME_SAMPLES)]
-        return RxChunk(frames, decoded.events, decoded.rest)
+        return RxChunk(frames, decoded.events, decoded.rest, decoded.end)
 
     def flush(self) -> bytes | None:
         """The last partial frame padded with silence (None if nothing is pending)."""
