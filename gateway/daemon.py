@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import signal
+import uuid
 from pathlib import Path
 
 from gateway import __version__
@@ -89,6 +90,7 @@ class Daemon:
         self.mqtt.subscribe(self.topics.all_agent_cmds, self.commands.handle, qos=1)
         self.admin = AdminHandler(lambda t, p: self.mqtt.publish(t, p, qos=1), self.topics, self.supervisor.spawn, {
             "line_test": Operation({"line": str, "number": str}, self._op_line_test, (("seconds", (int, float)),)),
+            "sms_send": Operation({"line": str, "number": str, "text": str}, self._op_sms_send),
         })
         self.mqtt.subscribe(self.topics.admin_cmd, self.admin.handle, qos=1)
         self.mqtt.on_connect(self.publisher.publish_all)
@@ -236,6 +238,18 @@ class Daemon:
             return await relocate(identity, profile, busy=busy)
         return locate
 
+    def sms_received(self, line: Line, message) -> None:
+        """A received SMS: an event on …/line/<id>/sms and a contact record (initiation method SMS)."""
+        contact_id = f"sms-{uuid.uuid4().hex[:12]}"
+        event = {"contact_id": contact_id, "line": line.id, "from": message.sender, "text": message.text,
+                 "timestamp": message.timestamp.isoformat(), "parts": message.parts, "missing": list(message.missing)}
+        log.info("line %s: SMS from %s (%d part(s))", line.id, message.sender, message.parts)
+        now = self.clock.time()
+        self.store.upsert(contact_id, line_id=line.id, caller=message.sender, initiation_method="SMS",
+                          initiated_at=now, ended_at=now, disconnect_reason="sms_received",
+                          attributes={"text": message.text, "parts": message.parts})
+        self.mqtt.publish(self.topics.line_sms(line.id), encode(event), qos=1)
+
     # --- technician operations (…/admin/cmd) -------------------------------------------------------------
     def _line_for(self, command: dict) -> Line:
         line = self.lines.get(command["line"])
@@ -267,6 +281,23 @@ class Daemon:
                               attributes={"purpose": "line_test", "verdict": report["verdict"]},
                               flow_path=[{"stage": s, "at": t} for s, t in call.progress])
         return report
+
+    async def _op_sms_send(self, command: dict, progress) -> dict:
+        from gateway.modem.sms import SmsError
+        from gateway.modem.sms_pdu import split_text
+        line = self._line_for(command)
+        try:
+            encoding, parts = split_text(command["text"])
+            progress(f"sending {len(parts)} part(s) ({encoding})")
+            refs = await line.send_sms(command["number"], command["text"])
+        except (SmsError, RuntimeError, ValueError) as exc:
+            raise AdminError("sms_failed", str(exc)) from None
+        now = self.clock.time()
+        self.store.upsert(f"sms-{uuid.uuid4().hex[:12]}", line_id=line.id, caller=command["number"],
+                          initiation_method="SMS_OUTBOUND", initiated_at=now, ended_at=now,
+                          disconnect_reason="sms_sent", attributes={"text": command["text"], "references": refs})
+        return {"line": line.id, "number": command["number"], "parts": len(parts), "encoding": encoding,
+                "references": refs}
 
     # --- Center and agents ------------------------------------------------------------------------------
     def _on_center_event(self, event: object) -> None:

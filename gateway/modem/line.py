@@ -131,6 +131,7 @@ class Line:
         self.identity: dict[str, str] = {}
         self.health = Health()
         self._session: AtSession | None = None
+        self.sms = None                 # SmsService while the modem is up, for profiles with SMS
         self._audio_link: SerialLink | None = None
         self._trouble: asyncio.Future[str] | None = None
         self._pcm_on = False
@@ -359,6 +360,8 @@ class Line:
                 log.info("line %s: optional init %s refused: %s", self.id, cmd, exc)
         await self._identify(session)
         await self._drop_stale_calls(session)
+        if self.profile.sms.supported:
+            await self._start_sms(session)
         if self.audio_port and self.profile.audio.transport in ("serial", "sounddevice"):
             self._audio_link = await self._open_audio(self.audio_port)
             self._tasks.spawn(self._audio_reader(self._audio_link), f"{self.id}-audio-in")
@@ -402,7 +405,37 @@ class Line:
             except AtError as exc:
                 log.warning("line %s: could not hang up the stale call: %s", self.id, exc)
 
+    async def _start_sms(self, session: AtSession) -> None:
+        from gateway.modem.sms import SmsError, SmsService
+        handler = getattr(self._listener, "sms_received", None)
+
+        async def on_message(message) -> None:
+            if handler is not None:
+                handler(self, message)
+        service = SmsService.from_profile(session, self.profile.sms, on_message=on_message, clock=self._clock)
+        try:
+            taken = await service.setup()
+        except (SmsError, AtError) as exc:
+            log.warning("line %s: SMS not available: %s", self.id, exc)
+            return
+        self.sms = service
+        if taken:
+            log.info("line %s: %d stored SMS part(s) taken in", self.id, taken)
+
+    async def send_sms(self, number: str, text: str) -> list[int]:
+        """Send an SMS (split and encoded as needed); the message reference of each part."""
+        if self.sms is None:
+            why = "this modem profile has no SMS" if not self.profile.sms.supported else f"the line is {self.state.value}"
+            raise RuntimeError(f"line {self.id}: cannot send SMS: {why}")
+        return await self.sms.send(number, text)
+
     async def _teardown(self) -> None:
+        if self.sms is not None:
+            sms, self.sms = self.sms, None
+            try:
+                await sms.close()
+            except Exception:
+                log.debug("closing SMS service", exc_info=True)
         self._pcm_on = False
         await self._tasks.shutdown()
         if self._session is not None:
@@ -520,10 +553,8 @@ class Line:
         elif kind in ("registration", "signal"):
             self._apply_status(event, text.split(":", 1)[0])
             self._notify(self._listener.line_changed, self)
-        elif kind in ("sms_stored", "sms_delivered"):
-            handler = getattr(self._listener, "sms_indication", None)
-            if handler is not None:
-                self._notify(handler, self, text)
+        elif kind in ("sms_stored", "sms_delivered") and self.sms is not None:
+            self.sms.handle_urc(text)
 
     def _on_call_state(self, event: Event, call: Call | None) -> None:
         state = event.state
