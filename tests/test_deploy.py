@@ -160,7 +160,8 @@ def test_installed_command_finds_the_installed_profiles(tmp_path):
     missing = subprocess.run([str(p / "bin/callgate"), "config", "check", "-c", str(config)],
                              capture_output=True, text=True, timeout=30)
     assert missing.returncode == 1
-    assert f"{p}/firmware_config/acme_x1.toml: no such modem profile (known: simcom_sim7600)" in missing.stdout
+    assert (f"{p}/firmware_config/acme_x1.toml: no such modem profile (known: huawei_e17x, quectel_ec25, "
+            f"quectel_ec25_uac, simcom_sim7600, simcom_sim800, v253_conexant, v253_usr5637)") in missing.stdout
 
     verify = subprocess.run(["systemd-analyze", "verify", str(p / "share/systemd/callgate.service")],
                             capture_output=True, text=True, timeout=30)
@@ -184,27 +185,33 @@ def test_example_config_refuses_to_validate_until_an_agent_is_set(tmp_path):
     assert '"QueueId": "support"' in (DEPLOY / "demo/flow-main.json").read_text()
     line = cfg.lines[0]
     assert line.profile == "simcom_sim7600"
-    assert re.fullmatch(r"/dev/callgate/sim7600-SERIAL-at", line.at_port)
-    assert re.fullmatch(r"/dev/callgate/sim7600-SERIAL-audio", line.audio_port)
+    assert re.fullmatch(r"/dev/callgate/simcom_sim7600-SERIAL-at", line.at_port)
+    assert re.fullmatch(r"/dev/callgate/simcom_sim7600-SERIAL-audio", line.audio_port)
     # the unit writes where the config keeps its data
     assert f"ReadWritePaths={cfg.data_dir}" in (DEPLOY / "callgate.service").read_text()
 
 
 # --- udev -----------------------------------------------------------------------------------------
 
-def test_udev_rules_match_the_sim7600_profile():
-    profile = tomllib.loads((REPO / "firmware_config/simcom_sim7600.toml").read_text())
-    usb = profile["identify"]["usb"][0]
+def test_udev_rules_match_every_profile_usb_entry():
     rules = (DEPLOY / "99-callgate-modems.rules").read_text()
     links = {}
     for line in rules.splitlines():
         m = re.search(r'ATTRS\{idVendor\}=="(\w+)", ATTRS\{idProduct\}=="(\w+)", ENV\{ID_USB_INTERFACE_NUM\}=="(\d\d)", '
-                      r'SYMLINK\+="callgate/sim7600-\$attr\{serial\}-(at|audio)", GROUP="dialout", MODE="0660"', line)
+                      r'SYMLINK\+="callgate/(\w+)-\$attr\{serial\}-(at|audio)", GROUP="dialout", MODE="0660"', line)
         if m:
-            links[m[4]] = (m[1], m[2], int(m[3]))
-    assert links == {"at": (usb["vid"], usb["pid"], usb["at_interface"]),
-                     "audio": (usb["vid"], usb["pid"], usb["audio_interface"])}
-    assert re.search(r'ATTR\{idVendor\}=="1e0e", ATTR\{idProduct\}=="9001", ENV\{ID_MM_DEVICE_IGNORE\}="1"', rules)
+            links[(m[1], m[2], m[5])] = int(m[3])
+    expected = {}
+    for path in sorted((REPO / "firmware_config").glob("*.toml")):
+        profile = tomllib.loads(path.read_text())
+        for usb in profile.get("identify", {}).get("usb", []):
+            expected.setdefault((usb["vid"], usb["pid"], "at"), usb["at_interface"])
+            if "audio_interface" in usb:
+                expected.setdefault((usb["vid"], usb["pid"], "audio"), usb["audio_interface"])
+            assert re.search(rf'ATTR\{{idVendor\}}=="{usb["vid"]}", ATTR\{{idProduct\}}=="{usb["pid"]}", '
+                             r'ENV\{ID_MM_DEVICE_IGNORE\}="1"', rules), path.stem
+    assert links == expected
+    assert links[("1e0e", "9001", "audio")] == 4 and links[("2c7c", "0125", "audio")] == 1
 
 
 def test_udev_parses_the_rules_without_complaint(tmp_path):
