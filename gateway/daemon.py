@@ -239,15 +239,15 @@ class Daemon:
         return locate
 
     def sms_received(self, line: Line, message) -> None:
-        """A received SMS: an event on …/line/<id>/sms and a contact record (initiation method SMS)."""
+        """A received SMS: an event on …/line/<id>/sms and an INBOUND contact record with channel SMS."""
         contact_id = f"sms-{uuid.uuid4().hex[:12]}"
         event = {"contact_id": contact_id, "line": line.id, "from": message.sender, "text": message.text,
                  "timestamp": message.timestamp.isoformat(), "parts": message.parts, "missing": list(message.missing)}
         log.info("line %s: SMS from %s (%d part(s))", line.id, message.sender, message.parts)
         now = self.clock.time()
-        self.store.upsert(contact_id, line_id=line.id, caller=message.sender, initiation_method="SMS",
+        self.store.upsert(contact_id, line_id=line.id, caller=message.sender, initiation_method="INBOUND",
                           initiated_at=now, ended_at=now, disconnect_reason="sms_received",
-                          attributes={"text": message.text, "parts": message.parts})
+                          attributes={"channel": "SMS", "text": message.text, "parts": message.parts})
         self.mqtt.publish(self.topics.line_sms(line.id), encode(event), qos=1)
 
     # --- technician operations (…/admin/cmd) -------------------------------------------------------------
@@ -294,8 +294,8 @@ class Daemon:
             raise AdminError("sms_failed", str(exc)) from None
         now = self.clock.time()
         self.store.upsert(f"sms-{uuid.uuid4().hex[:12]}", line_id=line.id, caller=command["number"],
-                          initiation_method="SMS_OUTBOUND", initiated_at=now, ended_at=now,
-                          disconnect_reason="sms_sent", attributes={"text": command["text"], "references": refs})
+                          initiation_method="OUTBOUND", initiated_at=now, ended_at=now, disconnect_reason="sms_sent",
+                          attributes={"channel": "SMS", "text": command["text"], "references": refs})
         return {"line": line.id, "number": command["number"], "parts": len(parts), "encoding": encoding,
                 "references": refs}
 
