@@ -396,7 +396,8 @@ class Line:
             resp = await session.command(self.profile.calls.list_calls, self.profile.timeouts.default)
         except AtError:
             return
-        if any((ev := self.profile.classify(ln)) and ev.kind == "call_state" and ev.state not in ("ignore", "released")
+        # only a call that is up; one ringing right now is new and will be announced
+        if any((ev := self.profile.classify(ln)) and ev.kind == "call_state" and ev.state in ("active", "held")
                for ln in resp.lines):
             log.warning("line %s: a call from before the restart is still up; hanging it up", self.id)
             try:
