@@ -1,5 +1,6 @@
-"""Command line: run an emulated modem (`python -m hil sim7600`), script one (`python -m hil ctl`),
-or start the end-to-end demo (`python -m hil demo`)."""
+"""Command line: run an emulated modem of any family (`python -m hil modem --family NAME`; the older
+`python -m hil sim7600` still works), script one (`python -m hil ctl`), or start the end-to-end demo
+(`python -m hil demo`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import sys
 import threading
 
 from hil import control
+from hil.gsm import FAMILY_IDS
 
 # Commands whose argument is a file path; the client sends it absolute so the server finds it.
 _PATH_COMMANDS = {"play", "capture"}
@@ -39,6 +41,50 @@ def _run_sim7600(args: argparse.Namespace) -> int:
             json.dump(info, handle)
         os.replace(tmp, args.json_ports)
     print(json.dumps(info), flush=True)
+    try:
+        while not stop.is_set() and not server.quit_requested.is_set():
+            stop.wait(0.2)
+    finally:
+        server.stop()
+        emulator.stop()
+    return 0
+
+
+def _write_json(path: str, info) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as handle:
+        json.dump(info, handle)
+    os.replace(tmp, path)
+
+
+def _run_modem(args: argparse.Namespace) -> int:
+    from hil.gsm import create
+
+    options = {"ring_interval": args.ring_interval, "reset_seconds": args.reset_seconds,
+               "usb_path": args.usb_path, "by_id_dir": args.by_id_dir}
+    if args.imei:
+        options["imei"] = args.imei
+    emulator = create(args.family, **options)
+    host, port = control.parse_addr(args.control)
+    server = control.ControlServer(emulator, host, port)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+
+    def info() -> dict:
+        return {**emulator.ports(), "control": server.address, "ports": emulator.port_inventory()}
+
+    def publish() -> None:
+        if args.json_ports:
+            _write_json(args.json_ports, info())
+        if args.inventory:
+            emulator.write_inventory(args.inventory)
+
+    emulator.on_replug(publish)        # the new /dev/pts names reach whoever watches the files
+    emulator.start()
+    server.start()
+    publish()
+    print(json.dumps(info()), flush=True)
     try:
         while not stop.is_set() and not server.quit_requested.is_set():
             stop.wait(0.2)
@@ -83,18 +129,29 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--model", default="SIMCOM_SIM7600G-H")
     sim.add_argument("--revision", default="LE20B04SIM7600G22")
 
+    modem = sub.add_parser("modem", help="run an emulated modem of one family on pseudo-terminals")
+    modem.add_argument("--family", required=True, choices=FAMILY_IDS)
+    modem.add_argument("--control", default="127.0.0.1:0", help="HOST:PORT of the control server")
+    modem.add_argument("--json-ports", help="also write the port JSON to this file (rewritten on replug)")
+    modem.add_argument("--inventory", help="write the USB port inventory JSON here (rewritten on replug)")
+    modem.add_argument("--by-id-dir", help="directory for /dev/serial/by-id style links (default: a temp dir)")
+    modem.add_argument("--ring-interval", type=float, default=None)
+    modem.add_argument("--reset-seconds", type=float, default=1.0)
+    modem.add_argument("--usb-path", default="1-1.2", help="USB bus path reported in the inventory")
+    modem.add_argument("--imei")
+
     sub.add_parser("demo", help="emulator + gateway + dashboard demo (see python -m hil demo -h)")
     ctl = sub.add_parser("ctl", help="send one command to a running emulator")
-    ctl.add_argument("address", help="HOST:PORT printed by `python -m hil sim7600`")
+    ctl.add_argument("address", help="HOST:PORT printed by `python -m hil modem` or `python -m hil sim7600`")
     ctl.add_argument("words", nargs="+", help="the command, e.g. ring +15551230001")
     ctl.add_argument("--timeout", type=float, default=control.CONTROL_TIMEOUT)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
-    if args.command == "sim7600":
+    if args.command in ("sim7600", "modem"):
         try:
-            return _run_sim7600(args)
+            return _run_sim7600(args) if args.command == "sim7600" else _run_modem(args)
         except ValueError as exc:
             parser.error(str(exc))
     return _run_ctl(args)

@@ -16,6 +16,28 @@ one JSON line: {"ok": true, ...} or {"ok": false, "error": "..."}. Commands:
     vanish                   the modem is unplugged
     transcript [<n>]         the last n AT transcript lines (default 50)
     quit                     stop the emulator process
+
+Commands of the multi-family emulator (`python -m hil modem`):
+
+    tone <hz> <seconds> [<amplitude>]   a sine into the caller's audio
+    outcome <what> [<after> [<alert_after> [<talk>]]]
+                             next ATD calls end as answer|busy|no_answer|reject|no_carrier
+                             (manual: stay alerting until `answer` or `hangup`)
+    sms <sender> <text>      the network delivers an SMS (long text: concatenated parts)
+    sent [joined]            the SMS the host sent with AT+CMGS
+    smsfail [<code>]         the next AT+CMGS fails with +CMS ERROR <code> (default 500)
+    noanswer [on|off]        commands get no reply (same as freeze)
+    garbage <text>           raw bytes on the AT port (backslash escapes work)
+    slow <seconds>           every reply comes this late (0: normal)
+    urcinside <line>         the next response carries this URC between its lines
+    wedge                    the command interpreter hangs until unplug/replug
+    unplug | replug | reset  USB: ports vanish / come back under new names / AT+CFUN=1,1
+    losereg [<stat>] | regainreg     network registration lost (+CREG URCs) / back
+    simmissing [on|off] | pin <pin>  SIM pulled / PIN required
+    signal <rssi>            +CSQ value
+    ims on|off               (Quectel) the network grants IMS registration (VoLTE)
+    ports                    the tty names and the USB port inventory
+    call                     the call in progress
 """
 
 from __future__ import annotations
@@ -80,6 +102,86 @@ def _need(args: list[str], low: int, high: int, usage: str) -> None:
         raise ValueError(f"usage: {usage}")
 
 
+def _unescape(text: str) -> bytes:
+    return text.encode("latin-1").decode("unicode_escape").encode("latin-1")
+
+
+def _on_off(args: list[str], usage: str) -> bool:
+    _need(args, 0, 1, usage)
+    setting = args[0].lower() if args else "on"
+    if setting not in ("on", "off"):
+        raise ValueError(f"usage: {usage}")
+    return setting == "on"
+
+
+def _dispatch_gsm(emulator, verb: str, args: list[str]) -> dict[str, Any] | None:
+    """The multi-family verbs; None when verb is not one of them."""
+    extra: dict[str, Any] = {}
+    if verb == "tone":
+        _need(args, 2, 3, "tone <hz> <seconds> [<amplitude>]")
+        emulator.play_tone(float(args[0]), float(args[1]), *(float(a) for a in args[2:]))
+    elif verb == "outcome":
+        _need(args, 1, 4, "outcome answer|busy|no_answer|reject|no_carrier|manual [<after> [<alert_after> [<talk>]]]")
+        delays = {}
+        for key, value in zip(("after", "alert_after", "talk_seconds"), args[1:]):
+            delays[key] = float(value)
+        emulator.set_outbound_outcome(None if args[0] == "manual" else args[0], **delays)
+    elif verb == "sms":
+        _need(args, 2, 2, "sms <sender> <text>")
+        extra["indexes"] = emulator.receive_sms(args[0], args[1])
+    elif verb == "sent":
+        _need(args, 0, 1, "sent [joined]")
+        extra["sent"] = emulator.sent_sms(joined=bool(args) and args[0] == "joined")
+    elif verb == "smsfail":
+        _need(args, 0, 1, "smsfail [<code>]")
+        emulator.fail_next_sms(int(args[0]) if args else 500)
+    elif verb == "noanswer":
+        emulator.no_answer(_on_off(args, "noanswer [on|off]"))
+    elif verb == "garbage":
+        _need(args, 1, 1, "garbage <text>")
+        emulator.garbage(_unescape(args[0]))
+    elif verb == "slow":
+        _need(args, 1, 1, "slow <seconds>")
+        emulator.slow(float(args[0]))
+    elif verb == "urcinside":
+        _need(args, 1, 1, "urcinside <line>")
+        emulator.urc_inside_response(args[0])
+    elif verb == "wedge":
+        emulator.wedge()
+    elif verb == "unplug":
+        emulator.unplug()
+    elif verb == "replug":
+        emulator.replug()
+        extra["ports"] = emulator.ports()
+    elif verb == "reset":
+        emulator.reset()
+    elif verb == "losereg":
+        _need(args, 0, 1, "losereg [<stat>]")
+        emulator.lose_registration(int(args[0]) if args else 2)
+    elif verb == "regainreg":
+        emulator.regain_registration()
+    elif verb == "simmissing":
+        emulator.sim_missing(_on_off(args, "simmissing [on|off]"))
+    elif verb == "pin":
+        _need(args, 1, 1, "pin <pin>")
+        emulator.require_pin(args[0])
+    elif verb == "signal":
+        _need(args, 1, 1, "signal <rssi>")
+        emulator.set_signal(int(args[0]))
+    elif verb == "ims":
+        if not hasattr(emulator, "set_ims"):
+            raise ValueError(f"ims: the {emulator.family} family has no IMS switch")
+        emulator.set_ims(_on_off(args, "ims on|off"))
+    elif verb == "ports":
+        extra["ports"] = emulator.ports()
+        extra["inventory"] = emulator.port_inventory()
+    elif verb == "call":
+        extra["call"] = emulator.call_info()
+    else:
+        return None
+    return {"ok": True, "state": emulator.state, "pcm": emulator.pcm_enabled, **extra}
+
+
 def _dispatch(emulator, verb: str, args: list[str]) -> dict[str, Any]:
     if verb == "ring":
         _need(args, 1, 2, "ring <number> [<type>]")
@@ -114,7 +216,7 @@ def _dispatch(emulator, verb: str, args: list[str]) -> dict[str, Any]:
         emulator.freeze(setting == "on")
     elif verb == "inject":
         _need(args, 1, 1, "inject <text>")
-        emulator.inject(args[0].encode("latin-1").decode("unicode_escape").encode("latin-1"))
+        emulator.inject(_unescape(args[0]))
     elif verb == "vanish":
         emulator.vanish()
     elif verb == "transcript":
@@ -125,8 +227,13 @@ def _dispatch(emulator, verb: str, args: list[str]) -> dict[str, Any]:
     elif verb == "quit":
         return {"ok": True, "quit": True}
     else:
-        raise ValueError("unknown command (known: ring dtmf play hangup answer capture clear state "
-                         "freeze inject vanish transcript quit)")
+        reply = _dispatch_gsm(emulator, verb, args)
+        if reply is None:
+            raise ValueError("unknown command (known: ring dtmf play tone hangup answer outcome capture "
+                             "clear state freeze noanswer inject garbage slow urcinside wedge vanish "
+                             "unplug replug reset losereg regainreg simmissing pin signal ims sms sent "
+                             "smsfail ports call transcript quit)")
+        return reply
     return {"ok": True, "state": emulator.state, "pcm": emulator.pcm_enabled}
 
 

@@ -151,6 +151,7 @@ class EmulatorBase:
         self._wedged = False
         self._slow = 0.0
         self._urc_inside: list[str] = []
+        self._held_urcs: list[tuple[str, bool]] | None = None
         self._own_by_id_dir = by_id_dir is None
         self._links = ByIdLinks(by_id_dir or tempfile.mkdtemp(prefix="hil-by-id-"))
         self._channels: list[AtChannel] = []
@@ -383,6 +384,9 @@ class EmulatorBase:
         channel = self._urc_channel()
         if not self._plugged:
             return
+        if self._held_urcs is not None:
+            self._held_urcs.append((line, crcr))     # a command is running: its response goes first
+            return
         self._log(channel, "<", line)
         if channel.verbose:
             s3, s4 = chr(channel.sregs[3]), chr(channel.sregs[4])
@@ -436,8 +440,11 @@ class EmulatorBase:
         for line, _ in units:
             self._log(channel, "<", line)
         self._write(channel, "".join(text for _, text in units).encode("latin-1", "replace"))
-        for line in result.after:
-            self._urc(line)
+        for item in result.after:
+            if isinstance(item, tuple):
+                self._urc(*item)
+            else:
+                self._urc(item)
 
     # ---------------------------------------------------------------- input
 
@@ -514,11 +521,19 @@ class EmulatorBase:
         if start < 0:
             return      # V.250: characters before the "AT" prefix are ignored, and so is a line without it
         channel.last_line = text[start:]
+        self._held_urcs = []
         try:
             outcome = self._execute(channel, text[start + 2:])
         except Exception:  # the module must survive anything the host sends
             _LOGGER.exception("emulator fault on command line %r", text)
             outcome = Result(final="ERROR")
+        finally:
+            held, self._held_urcs = self._held_urcs, None
+        if isinstance(outcome, Result):
+            outcome.after = list(outcome.after) + held
+        else:
+            for item in held:
+                self._urc(*item)
         self._finish(channel, outcome)
 
     def _finish(self, channel: AtChannel, outcome: Result | Prompt) -> None:

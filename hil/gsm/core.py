@@ -110,6 +110,7 @@ class GsmEmulator(FaultsMixin, SmsMixin, EmulatorBase):
                  ring_interval: float | None = None, boot_urcs: bool = True,
                  audio_side: AudioSide | None = None, usb_serial: str | None = None,
                  usb_path: str = "1-1.2", by_id_dir: str | None = None, reset_seconds: float = 1.0,
+                 boot_delay: float = 0.3,
                  incoming_index: int = 1, inband_dtmf: bool = True, smsc: str = "+15550000000") -> None:
         self.imei = imei or self.DEFAULT_IMEI
         self.model = model or self.MODEL
@@ -119,6 +120,7 @@ class GsmEmulator(FaultsMixin, SmsMixin, EmulatorBase):
         self.ring_interval = self.RING_INTERVAL if ring_interval is None else ring_interval
         self.boot_urcs = boot_urcs
         self.reset_seconds = reset_seconds
+        self.boot_delay = boot_delay
         self.incoming_index = incoming_index
         self.inband_dtmf = inband_dtmf
         self.dtmf_sent: list[str] = []       # digits the host sent (AT+VTS, AT+QVTS, AT^DTMF)
@@ -163,11 +165,19 @@ class GsmEmulator(FaultsMixin, SmsMixin, EmulatorBase):
         self._reg_modes = {name: 0 for name in self.REG_COMMANDS}
 
     def _boot(self, initial: bool) -> None:
-        """Power-up: boot URCs, background chatter. Runs on the loop after start and each replug."""
-        if self.boot_urcs or not initial:
-            for line in self._boot_urcs():
-                self._urc(line)
+        """Power-up: boot URCs, background chatter. Runs on the loop after start and each replug;
+        after a replug the URCs wait boot_delay, so a host that saw the tty appear can open it."""
+        if initial:
+            if self.boot_urcs:
+                self._boot_lines()
+        else:
+            assert self._loop is not None
+            self._loop.call_later(self.boot_delay, self._boot_lines)
         self._start_background()
+
+    def _boot_lines(self) -> None:
+        for line in self._boot_urcs():
+            self._urc(line)
 
     def _boot_urcs(self) -> list[str]:
         lines = list(self.BOOT_URCS)
