@@ -150,6 +150,8 @@ class GsmEmulator(FaultsMixin, SmsMixin, EmulatorBase):
     # ---------------------------------------------------------------- lifecycle hooks
 
     def _on_loop_start(self) -> None:
+        if self.external_audio is not None and self._plugged:
+            self.external_audio.open()
         self._audio.loop = self._loop
         self._audio.run(False)
         self._boot(initial=True)
@@ -158,6 +160,8 @@ class GsmEmulator(FaultsMixin, SmsMixin, EmulatorBase):
         for task in list(self._call_tasks) + list(self._bg_tasks):
             task.cancel()
         self._audio.stop()
+        if self.external_audio is not None and self._plugged:
+            self.external_audio.close()
 
     def _power_up_settings(self) -> None:
         """Volatile settings after power-up (also after ATZ for the settings V.250 covers)."""
