@@ -1018,3 +1018,24 @@ def test_link_lost_in_data_mode_fires_close_listeners():
             with pytest.raises(AtLinkClosed):
                 await session.end_data(b"\x10!", 1.0, modem_ends_stream=True)
     run(scenario)
+
+
+def test_cancelled_command_leaves_the_session_to_resync_first():
+    async def scenario():
+        async with modem_session() as (modem, session, urcs):
+            waiting = asyncio.ensure_future(session.command("AT+COPS=?", 5.0))
+            await modem.expect("AT+COPS=?")
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            assert not session.in_sync                       # its OK may still come
+
+            async def modem_in_step():
+                await modem.expect("AT")
+                modem.say('+COPS: (2,"HIL","HIL","00101",7)', "OK")   # the cancelled one's answer
+                await asyncio.sleep(0.02)
+                modem.say("OK")
+                await answer(modem, "AT+CSQ", "+CSQ: 9,99", "OK")
+            resp, _ = await asyncio.gather(session.command("AT+CSQ", 2.0), modem_in_step())
+            assert resp.lines == ["+CSQ: 9,99"]
+    run(scenario)

@@ -93,8 +93,9 @@ class _Pending:
     command: str
     call_control: bool
     own_prefixes: tuple[str, ...]
-    future: asyncio.Future[AtResponse]
+    future: asyncio.Future[AtResponse | None]   # None when the timeout ran out first
     lines: list[str] = field(default_factory=list)
+    answered: bool = True                # False once the command timed out
     body: bytes | None = None            # written after the "> " prompt
     body_sent: bool = False
     body_echo: str | None = None         # the first line after the body, if it reads so, is echo
@@ -374,12 +375,14 @@ class AtSession:
         self.history.append((self._clock.monotonic(), ">", cmd))
         log.debug("%s > %s", self._name, cmd)
         timer = loop.create_task(self._clock.sleep(remaining), name=f"at-timeout {cmd}")
+        timer.add_done_callback(lambda _: pending.future.done() or pending.future.set_result(None))
         try:
             self._framer.prompt = body is not None
             self._write(data)
-            await asyncio.wait((pending.future, timer), return_when=asyncio.FIRST_COMPLETED)
-            if pending.future.done():
-                return pending.future.result()
+            response = await pending.future          # None: the timer ran out first
+            if response is not None:
+                return response
+            pending.answered = False
             if body is not None and not pending.body_sent:
                 self._write(_ESC)                     # leave the "> " input state
                 self._escape_first = True
@@ -389,10 +392,10 @@ class AtSession:
             self._framer.prompt = False
             if self._pending is pending:
                 self._pending = None
-            if not pending.future.done():
-                pending.future.cancel()
+            if not pending.answered or not pending.future.done() or pending.future.cancelled():
+                pending.future.cancel()               # timed out, or the caller gave up:
                 self._synced = False                  # its final may still come
-            elif not pending.future.cancelled():
+            else:
                 pending.future.exception()  # retrieved, even when we were cancelled
 
     def _timed_out(self, exc: AtTimeout) -> AtTimeout:
