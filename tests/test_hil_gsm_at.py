@@ -313,3 +313,22 @@ def test_quectel_network_info_and_volte_state(make):
         emu.ring()
     emu.lose_registration()
     assert at.command("AT+QNWINFO") == ["+QNWINFO: No Service", "OK"]
+
+
+def test_secondary_at_tty_and_quectel_urc_port(make):
+    emu = make("quectel_ec25")
+    at = make.link(emu)
+    modem_tty = next(row["device"] for row in emu.port_inventory() if row["role"] == "modem")
+    second = make.link(emu, modem_tty)
+    at.command("ATE0")
+    assert second.command("AT+CGMM") == ["AT+CGMM", "EC25", "OK"]              # own echo setting
+    assert at.command('AT+QURCCFG="urcport"') == ['+QURCCFG: "urcport","usbat"', "OK"]
+    emu.ring()
+    assert at.until("RING") == ["RING"] and second.quiet_for(0.1) == []
+    emu.hangup()
+    at.until("NO CARRIER")
+    assert at.command('AT+QURCCFG="urcport","usbmodem"') == ["OK"]
+    emu.ring()
+    assert second.until("RING") == ["RING"] and at.quiet_for(0.1) == []
+    assert second.command("ATA") == ["ATA", "OK"]
+    assert emu.state == "active"

@@ -182,8 +182,7 @@ def test_sim800_analog_audio_through_a_sound_card_side(make):
     at = make.link(emu)
     at.command("ATE0")
     time.sleep(0.15)
-    between = card.heard()
-    assert len(between) >= 5 * 160 and not np.any(between)           # the card runs between calls too
+    assert len(card.heard()) == 0                                     # nothing sent down between calls
     assert emu.ports()["audio_device"] == "memory card" and "audio_port" not in emu.ports()
     card.say(sine(900, 0.2))                                          # nobody on the line: not captured
     emu.ring()

@@ -17,7 +17,7 @@ import pytest
 import serial
 
 from hil import control
-from tests.test_hil_gsm_at import FINALS, AtLink, make  # noqa: F401  (fixture)
+from tests.test_hil_gsm_at import AtLink, make  # noqa: F401  (fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 

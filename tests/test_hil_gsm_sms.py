@@ -87,6 +87,7 @@ def test_receive_text_mode_cmti_read_list_delete(make):
     lines = at.command(f"AT+CMGR={index}")
     assert lines[0].startswith('+CMGR: "REC UNREAD","+15551112222","","') and lines[1:] == ["Meet at 10?", "OK"]
     assert at.command(f"AT+CMGR={index}")[0].startswith('+CMGR: "REC READ"')
+    assert at.command(f"AT+CSDH=1;+CMGR={index}")[0].endswith(',145,4,0,0,"+15550000000",145,11')
     assert at.command('AT+CMGL="REC UNREAD"') == ["OK"]
     listed = at.command('AT+CMGL="ALL"')
     assert listed[0].startswith(f'+CMGL: {index},"REC READ","+15551112222"') and listed[1] == "Meet at 10?"

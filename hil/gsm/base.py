@@ -8,7 +8,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import json
 import logging
+import os
+import shutil
 import tempfile
 import threading
 import time
@@ -195,7 +198,6 @@ class EmulatorBase:
             self._stopped = True
             self._close_ptys()
             if self._own_by_id_dir:
-                import shutil
                 shutil.rmtree(self._links.directory, ignore_errors=True)
 
     def __enter__(self):
@@ -337,8 +339,7 @@ class EmulatorBase:
         return rows
 
     def write_inventory(self, path: str) -> None:
-        import json
-        import os
+        """port_inventory() as a JSON file (replaced atomically), for a port scanner to read."""
         tmp = f"{path}.tmp"
         with open(tmp, "w") as handle:
             json.dump(self.port_inventory(), handle, indent=1)

@@ -21,7 +21,6 @@ FRAME_SECONDS = 0.020
 # Longest stall of the loop the clock catches up on by sending the missed frames at once; after a
 # longer stall it restarts its schedule (a real module would have dropped them).
 MAX_CATCHUP = 0.2
-SILENCE = bytes(2 * FRAME_SAMPLES)
 
 DTMF_FREQS = {
     "1": (697, 1209), "2": (697, 1336), "3": (697, 1477), "A": (697, 1633),
@@ -58,7 +57,8 @@ class AudioEngine:
     # ------------------------------------------------------------ control
 
     def run(self, needed: bool) -> None:
-        """Keep the clock running while a call exists or a sound card is attached."""
+        """Keep the clock running while a call exists or a sound card is attached (whose uplink is
+        drained between calls; its own clock plays silence when nothing is sent down)."""
         needed = needed or self.external is not None
         if needed and self._task is None and self.loop is not None:
             self._task = self.loop.create_task(self._clock())
@@ -130,8 +130,6 @@ class AudioEngine:
                 self.segments[-1][1].extend(data)
         if route is not None:
             route.write_downlink(self._next_frame().astype("<i2").tobytes())
-        if self.external is not None and self.external is not route:
-            self.external.write_downlink(SILENCE)     # a sound card keeps running between calls
 
     def _next_frame(self) -> np.ndarray:
         out = np.zeros(FRAME_SAMPLES, np.int32)

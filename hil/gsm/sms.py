@@ -34,6 +34,11 @@ class StoredSms:
     def tpdu_length(self) -> int:
         return len(self.pdu) // 2 - 1 - int(self.pdu[:2], 16)
 
+    @property
+    def first_octet(self) -> int:
+        start = 2 + 2 * int(self.pdu[:2], 16)
+        return int(self.pdu[start:start + 2], 16)
+
 
 def scts_text(ts: datetime) -> str:
     """27.005 <scts> in text mode: yy/MM/dd,hh:mm:ss±zz (zz in quarter hours)."""
@@ -326,8 +331,7 @@ class SmsMixin:
                 text += f",{tooa},{units}"
             else:
                 smsc_kind = 145 if self.smsc.startswith("+") else 129
-                text += f',{tooa},{int(message.pdu[2 + 2 * int(message.pdu[:2], 16):][:2], 16)},0,{dcs},' \
-                        f'"{self._to_te(self.smsc)}",{smsc_kind},{units}'
+                text += f',{tooa},{message.first_octet},0,{dcs},"{self._to_te(self.smsc)}",{smsc_kind},{units}'
         return text
 
     def _read_lines(self, message: StoredSms, listing: bool) -> list[str]:
