@@ -61,6 +61,7 @@ class LineConfig:
     audio_device: str | None = None         # sound card name, for profiles whose audio is a sound card
     outbound_queue: str | None = None       # the queue whose caller ID and records outbound calls use
     health_interval: float | None = None    # seconds between health checks (default: the profile's)
+    pin: str | None = None                  # SIM PIN, sent once at start-up if the SIM asks for it
 
 
 @dataclass
@@ -150,7 +151,9 @@ def load_config(path: str | Path) -> Config:
             flow=base / t.get("flow", str), number=t.get("number", str, ""),
             audio_device=t.get("audio_device", str, None), outbound_queue=t.get("outbound_queue", str, None),
             health_interval=t.get("health_interval", float, None,
-                                  check=lambda v: None if v >= 1 else "must be at least 1 second")))
+                                  check=lambda v: None if v >= 1 else "must be at least 1 second"),
+            pin=t.get("pin", str, None, check=lambda v: None if v.isdigit() and 4 <= len(v) <= 8 else
+                      "must be 4 to 8 digits")))
         t.finish()
     root.finish()
 

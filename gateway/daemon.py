@@ -128,7 +128,7 @@ class Daemon:
         self.flows[lc.id] = flow
         audio = lc.audio_device or profile.audio.device if profile.audio.transport == "sounddevice" else lc.audio_port
         line = Line(lc.id, profile, lc.at_port, audio, self, clock=self.clock, audio_opener=self._audio_opener(profile),
-                    locate=self._locator(lc, profile), health_interval=lc.health_interval)
+                    locate=self._locator(lc, profile), health_interval=lc.health_interval, pin=lc.pin)
         self.lines[lc.id] = line
         self.supervisor.spawn(line.run(), f"line-{lc.id}")
 

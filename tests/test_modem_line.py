@@ -119,3 +119,43 @@ def test_vanished_modem_is_reopened_with_back_off_without_real_waiting(emulator)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     asyncio.run(scenario())
+
+
+def test_sim_problems_are_named_and_a_pin_is_tried_once():
+    from hil.gsm import create
+
+    async def scenario(emu, pin):
+        rec = Recorder()
+        clock = ManualClock()
+        line = Line("gsm1", PROFILE, emu.at_port, emu.audio_port, rec, clock=clock, pin=pin)
+        task = asyncio.create_task(line.run())
+        try:
+            await until(lambda: line.state in (LineState.IDLE, LineState.FAILED), 10)
+            if line.state == LineState.FAILED:          # give the back-off a few turns: no second PIN try
+                for _ in range(3):
+                    await until(lambda: clock.slept, 5)
+                    clock.advance(max(clock.slept[-1], 30))
+                    await asyncio.sleep(0.3)
+            return line.state, line.error
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    emu = create("simcom_sim7600")
+    emu.start()
+    try:
+        emu.sim_missing()
+        state, error = asyncio.run(scenario(emu, None))
+        assert state == LineState.FAILED and "no SIM card in the modem" in error
+        emu.sim_missing(False)
+        emu.require_pin("4321")
+        state, error = asyncio.run(scenario(emu, None))
+        assert state == LineState.FAILED and "wants its PIN: set pin" in error
+        state, error = asyncio.run(scenario(emu, "4321"))
+        assert state == LineState.IDLE
+        emu.require_pin("4321")
+        state, error = asyncio.run(scenario(emu, "1111"))
+        assert state == LineState.FAILED and "will not be tried again" in error
+        assert sum(1 for _, d, text in emu.transcript if d == ">" and text.startswith('AT+CPIN="1111"')) == 1
+    finally:
+        emu.stop()

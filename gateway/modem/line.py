@@ -41,6 +41,10 @@ _RSSI_UNKNOWN = 99
 _INBAND_FORMATS = {"u8": 1, "ulaw": 4, "alaw": 5, "s16le": 133}    # V.253 ids with the same decoding
 
 
+class SimProblem(AtError):
+    """The SIM is absent, locked or refused: the line cannot work until someone acts."""
+
+
 class LineState(str, enum.Enum):
     STARTING = "starting"
     IDLE = "idle"
@@ -114,7 +118,7 @@ class Line:
     def __init__(self, line_id: str, profile: Profile, at_port: str, audio_port: str | None,
                  listener: LineListener, *, clock: Clock = SYSTEM_CLOCK, opener: Opener = open_serial,
                  audio_opener: Opener | None = None, locate: Locator | None = None,
-                 health_interval: float | None = None) -> None:
+                 health_interval: float | None = None, pin: str | None = None) -> None:
         self.id = line_id
         self.profile = profile
         self.at_port, self.audio_port = at_port, audio_port
@@ -124,6 +128,8 @@ class Line:
         self._open_audio = audio_opener or opener
         self._locate = locate
         self._health_interval = health_interval or profile.health.interval
+        self._pin = pin
+        self._pin_tried = False         # a wrong PIN is never retried: three tries lock the SIM (PUK)
         self.state = LineState.STARTING
         self.error: str | None = None
         self.since = clock.time()
@@ -308,7 +314,7 @@ class Line:
                 self.at_port, self.audio_port = found
                 self.health.last_recovery = f"found again on {found[0]}"
                 return
-        if failures % 3 == RESET_AFTER_FAILURES and self.profile.recovery.reset and isinstance(exc, AtError):
+        if failures % 3 == RESET_AFTER_FAILURES and self.profile.recovery.reset and isinstance(exc, AtTimeout):
             if await self._reset():
                 return
         await self._clock.sleep(REOPEN_BACKOFF[min(failures - 1, len(REOPEN_BACKOFF) - 1)])
@@ -353,6 +359,8 @@ class Line:
         await self._wake(session)
         for cmd in self.profile.init_required:
             await session.command(cmd, t)
+        if self.profile.health.sim_query:
+            await self._check_sim(session)
         for cmd in self.profile.init_optional:
             try:
                 await session.command(cmd, t)
@@ -365,6 +373,32 @@ class Line:
         if self.audio_port and self.profile.audio.transport in ("serial", "sounddevice"):
             self._audio_link = await self._open_audio(self.audio_port)
             self._tasks.spawn(self._audio_reader(self._audio_link), f"{self.id}-audio-in")
+
+    async def _check_sim(self, session: AtSession) -> None:
+        t = self.profile.timeouts.default
+        try:
+            resp = await session.command(self.profile.health.sim_query, t)
+        except AtCommandError as exc:
+            if getattr(exc, "code", None) == 10 or "not inserted" in exc.final.lower():
+                raise SimProblem("no SIM card in the modem (+CME ERROR: 10): insert one and the line retries") from None
+            raise SimProblem(f"the SIM does not answer ({exc.final}): check it is seated") from None
+        state = next((ln.split(":", 1)[1].strip().upper() for ln in resp.lines if ln.upper().startswith("+CPIN:")), "")
+        if state in ("", "READY"):
+            return
+        if state == "SIM PIN" and self._pin and not self._pin_tried:
+            self._pin_tried = True
+            try:
+                await session.command(f'AT+CPIN="{self._pin}"', t)
+                log.info("line %s: SIM unlocked with the configured PIN", self.id)
+                return
+            except AtCommandError as exc:
+                raise SimProblem(f"the configured PIN was refused ({exc.final}); it will not be tried again "
+                                 f"(three wrong tries lock the SIM): fix `pin` and restart") from None
+        if state == "SIM PIN":
+            raise SimProblem("the SIM wants its PIN: set pin = \"....\" on this line in the config"
+                             if not self._pin_tried else "the SIM still wants its PIN; the configured one was refused and "
+                             "will not be tried again (three wrong tries lock the SIM): fix `pin` and restart")
+        raise SimProblem(f"the SIM is locked ({state}): unlock it in a phone (PUK), then restart the line")
 
     async def _wake(self, session: AtSession) -> None:
         """A modem just re-enumerated may swallow the first command: try `AT` a few times."""

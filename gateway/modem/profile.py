@@ -98,6 +98,7 @@ class Audio:
 @dataclass(frozen=True)
 class Health:
     interval: float
+    sim_query: str
     queries: tuple[str, ...]
     ims_query: str
     ims_registered: str
@@ -254,7 +255,8 @@ def load_profile_file(path: Path) -> Profile:
         dtmf=Dtmf(send=d.get("send", str), send_digits=d.get("send_digits", str, "0123456789*#ABCD"),
                   events=_rules(d, "events", ("dtmf",))),
         audio=audio,
-        health=Health(interval=h.get("interval", float, 60.0, check=_positive), queries=h.strings("queries", ()),
+        health=Health(interval=h.get("interval", float, 60.0, check=_positive), sim_query=h.get("sim_query", str, ""),
+                      queries=h.strings("queries", ()),
                       ims_query=h.get("ims_query", str, ""),
                       ims_registered=h.regex("ims_registered") if "ims_registered" in h.data else ""),
         recovery=Recovery(reset=rec.get("reset", str, ""),
