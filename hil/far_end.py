@@ -135,13 +135,22 @@ class EmulatorFar(FarEnd):
         elif name == "no_answer":
             await self._call(emu.no_answer, args["on"])
         elif name == "urc_inside_response":
-            await self._call(emu.urc_inside_response, args["urc"])
+            lines = [args["urc"]] if args.get("urc") else self._dtmf_urcs(args["dtmf"])
+            for line in lines:
+                await self._call(emu.urc_inside_response, line)
         elif name == "sim_missing":
             await self._call(emu.sim_missing, args["missing"])
         elif name == "slow":
             await self._call(emu.slow, args["seconds"])
         else:
             await self._call(getattr(emu, name))
+
+    def _dtmf_urcs(self, digit: str) -> list[str]:
+        """The lines this family sends when the far end presses `digit` (its own dialect, as configured)."""
+        lines = [line for line, _ in self.emulator._dtmf_urcs(digit.upper())]
+        if not lines:
+            raise RuntimeError(f"{self.describe()} reports no DTMF URC for {digit!r} (detection off?)")
+        return lines
 
     def heard_mark(self) -> int:
         return len(self.emulator.capture())

@@ -163,8 +163,8 @@ class ScenarioRun:
         try:
             try:
                 await self._open()
-            except (TargetError, OSError, RuntimeError) as exc:
-                result.status, result.reason = FAIL, f"setup: {exc}"
+            except Exception as exc:      # a broken profile or emulator fails this run, not the others
+                result.status, result.reason = FAIL, f"setup: {type(exc).__name__}: {exc}"
                 return result
             try:
                 await asyncio.wait_for(self._steps(steps, result), sc.timeout)

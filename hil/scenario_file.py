@@ -55,7 +55,8 @@ STEP_KINDS: dict[str, dict[str, dict[str, Key]]] = {
         "unplug": {}, "replug": {}, "reset": {}, "wedge": {},
         "no_answer": {"on": Key(bool, False, default=True)},
         "garbage": {"data": Key(str)},
-        "urc_inside_response": {"urc": Key(str)},
+        # urc: the line to slip in; or dtmf: the far end's own DTMF notification for that digit
+        "urc_inside_response": {"urc": Key(str, False, default=""), "dtmf": Key(str, False, default="")},
         "lose_registration": {}, "regain_registration": {},
         "sim_missing": {"missing": Key(bool, False, default=True)},
         "slow": {"seconds": Key(float)},
@@ -233,10 +234,14 @@ def _check_values(t: TomlTable, side: str, action: str, args: dict) -> None:
     for key in ("freq",):
         if key in args and not 50 <= args[key] <= 3800:
             raise t.err(key, "a tone must lie between 50 and 3800 Hz (8 kHz telephone audio)")
-    if "seconds" in args and args["seconds"] is not None and args["seconds"] <= 0:
-        raise t.err("seconds", "must be greater than 0")
+    if "seconds" in args and args["seconds"] < 0 or action != "slow" and args.get("seconds") == 0:
+        raise t.err("seconds", "must be greater than 0" if action != "slow" else "must be 0 or more")
+    if args.get("dtmf") and (len(args["dtmf"]) != 1 or args["dtmf"].upper() not in "0123456789*#ABCD"):
+        raise t.err("dtmf", f"{args['dtmf']!r}: one DTMF digit (0-9, *, #, A-D)")
     if "digits" in args and (not args["digits"] or any(d not in "0123456789*#ABCD" for d in args["digits"].upper())):
         raise t.err("digits", f"{args['digits']!r}: DTMF digits are 0-9, *, #, A-D")
+    if side == "far" and action == "urc_inside_response" and bool(args["urc"]) == bool(args["dtmf"]):
+        raise t.err("urc", "give either urc (a line) or dtmf (a digit)")
     if side == "expect" and action == "recoveries" and args["at_least"] < 0:
         raise t.err("at_least", "must be 0 or more")
     if side == "witness":
