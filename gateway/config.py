@@ -62,6 +62,7 @@ class LineConfig:
     outbound_queue: str | None = None       # the queue whose caller ID and records outbound calls use
     health_interval: float | None = None    # seconds between health checks (default: the profile's)
     pin: str | None = None                  # SIM PIN, sent once at start-up if the SIM asks for it
+    sms_flow: Path | None = None            # flow run for each received SMS (its prompts are the reply)
 
 
 @dataclass
@@ -153,7 +154,8 @@ def load_config(path: str | Path) -> Config:
             health_interval=t.get("health_interval", float, None,
                                   check=lambda v: None if v >= 1 else "must be at least 1 second"),
             pin=t.get("pin", str, None, check=lambda v: None if v.isdigit() and 4 <= len(v) <= 8 else
-                      "must be 4 to 8 digits")))
+                      "must be 4 to 8 digits"),
+            sms_flow=base / t.get("sms_flow", str) if "sms_flow" in t.data else None))
         t.finish()
     root.finish()
 

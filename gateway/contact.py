@@ -84,9 +84,8 @@ class ContactSession:
             await self._answer()
             if not self._ended.is_set():
                 result = await run_flow(self._flow, self, self._prompts, clock=self._clock)
-                self._store.upsert(self.contact_id, flow_path=json.dumps(
-                    [{"id": s.identifier, "type": s.type, "branch": s.branch, "at": s.at} for s in result.path]),
-                    attributes=json.dumps(self.attributes))
+                self._store.upsert(self.contact_id, flow_path=json.dumps(result.path_records()),
+                                   attributes=json.dumps(self.attributes))
                 if result.outcome == "error":
                     log.warning("contact %s: flow %s ended in error: %s", self.contact_id, self._flow.source, result.error)
                 if result.outcome != "queued" and not self._ended.is_set():

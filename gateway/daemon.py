@@ -50,6 +50,7 @@ class Daemon:
         self.center = Center(cfg.queues, cfg.agents, clock=clock)
         self.sessions: dict[str, ContactSession] = {}
         self.probes: dict = {}          # line id -> LineTest running on it
+        self.sms_flows: dict = {}       # line id -> flow run for each received SMS
         self.lines: dict[str, Line] = {}
         self.flows: dict[str, object] = {}
         self.line_errors: dict[str, str] = {}
@@ -118,6 +119,8 @@ class Daemon:
         try:
             profile = load_profile(lc.profile)
             flow = load_flow(lc.flow)
+            if lc.sms_flow is not None:
+                self.sms_flows[lc.id] = load_flow(lc.sms_flow)
         except (ProfileError, FlowInvalid) as exc:
             detail = str(exc) if isinstance(exc, ProfileError) else "; ".join(str(i) for i in exc.issues[:5])
             self.line_errors[lc.id] = detail
@@ -249,6 +252,26 @@ class Daemon:
                           initiated_at=now, ended_at=now, disconnect_reason="sms_received",
                           attributes={"channel": "SMS", "text": message.text, "parts": message.parts})
         self.mqtt.publish(self.topics.line_sms(line.id), encode(event), qos=1)
+        if line.id in self.sms_flows:
+            self.supervisor.spawn(self._run_sms_flow(line, contact_id, message), f"sms-flow-{contact_id}")
+
+    async def _run_sms_flow(self, line: Line, contact_id: str, message) -> None:
+        from gateway.flows.interpreter import run_flow
+        from gateway.sms_contact import SmsContact
+        lc = next(lc for lc in self.cfg.lines if lc.id == line.id)
+        contact = SmsContact(contact_id, message.sender, message.text, lc.number)
+        result = await run_flow(self.sms_flows[line.id], contact, self.prompts, clock=self.clock)
+        reply, refs, error = contact.reply(), [], result.error
+        if reply:
+            try:
+                refs = await line.send_sms(message.sender, reply)
+            except Exception as exc:        # the record must say why the reply did not go
+                error = f"reply not sent: {exc}"
+                log.warning("line %s: SMS reply to %s failed: %s", line.id, message.sender, exc)
+        self.store.upsert(contact_id, flow_path=result.path_records(),
+                          attributes={"channel": "SMS", "text": message.text, "parts": message.parts,
+                                      **contact.attributes, "reply": reply, "reply_references": refs,
+                                      "flow_outcome": result.outcome, **({"flow_error": error} if error else {})})
 
     # --- technician operations (…/admin/cmd) -------------------------------------------------------------
     def _line_for(self, command: dict) -> Line:

@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_modem_parser(sub)
     from gateway.cli.line import add_parser as add_line_parser
     add_line_parser(sub)
+    from gateway.cli.hil import add_parser as add_hil_parser
+    add_hil_parser(sub)
     return parser
 
 
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"run": cmd_run, "flow": cmd_flow, "config": cmd_config, "status": cmd_status,
                "contacts": cmd_contacts, "hash-password": cmd_hash, "web": cmd_web,
-               "modem": cmd_modem, "line": cmd_line, "sms": cmd_sms}[args.command]
+               "modem": cmd_modem, "line": cmd_line, "sms": cmd_sms, "hil": cmd_hil}[args.command]
     try:
         return handler(args) or 0
     except KeyboardInterrupt:
@@ -135,10 +137,11 @@ def cmd_config(args) -> int:
                 load_profile(lc.profile)
             except ProfileError as exc:
                 problems.append(f"line {lc.id}: {exc}")
-            try:
-                load_flow(lc.flow)
-            except FlowInvalid as exc:
-                problems.extend(f"line {lc.id}: {i}" for i in exc.issues if i.severity == "error")
+            for flow_path in filter(None, (lc.flow, lc.sms_flow)):
+                try:
+                    load_flow(flow_path)
+                except FlowInvalid as exc:
+                    problems.extend(f"line {lc.id}: {i}" for i in exc.issues if i.severity == "error")
     if args.json:
         from gateway.cli.output import emit_json
         emit_json({"config": args.config, "valid": not problems, "problems": problems,
@@ -221,4 +224,9 @@ def cmd_line(args) -> int:
 
 def cmd_sms(args) -> int:
     from gateway.cli.line import cmd_sms as run
+    return run(args)
+
+
+def cmd_hil(args) -> int:
+    from gateway.cli.hil import run
     return run(args)

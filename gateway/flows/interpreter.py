@@ -40,6 +40,9 @@ class FlowContact(Protocol):
     queue_name: str | None
 
     async def play(self, samples: np.ndarray, *, interruptible: bool) -> str | None: ...
+    # Text channels (SMS) set channel = "SMS" and take prompts as text instead of audio:
+    #     channel: str                       ("VOICE" when absent)
+    #     async def send_text(self, text: str) -> None
     async def get_digit(self, timeout: float) -> str | None: ...
     def set_queue(self, queue_ref: str) -> bool: ...
     async def transfer_to_queue(self) -> str: ...
@@ -65,6 +68,10 @@ class FlowResult:
     outcome: str  # "queued" | "disconnected" | "hung_up" | "ended" | "error"
     path: list[Step] = field(default_factory=list)
     error: str | None = None
+
+    def path_records(self) -> list[dict]:
+        """The path as the contact record keeps it."""
+        return [{"id": s.identifier, "type": s.type, "branch": s.branch, "at": s.at} for s in self.path]
 
 
 @dataclass
@@ -146,16 +153,24 @@ class _Run:
 
     # -- actions
 
+    @property
+    def channel(self) -> str:
+        return getattr(self.contact, "channel", "VOICE")
+
     async def do_MessageParticipant(self, action: Action) -> _Go:
+        if self.channel != "VOICE":
+            await self.send_text(action.parameters)
+            return _Go("next", action.next_action)
         samples = await self.render(action.parameters)
         if samples is not None:
             await self.contact.play(samples, interruptible=False)
         return _Go("next", action.next_action)
 
     async def do_GetParticipantInput(self, action: Action) -> _Go:
-        samples = await self.render(action.parameters)
         digit = None
-        if samples is not None:
+        if self.channel != "VOICE":
+            await self.send_text(action.parameters)
+        elif (samples := await self.render(action.parameters)) is not None:
             digit = await self.contact.play(samples, interruptible=True)
         if digit is None:
             digit = await self.contact.get_digit(self.input_time_limit(action))
@@ -209,6 +224,7 @@ class _Run:
             "$.StoredCustomerInput": self.stored_input,
             "$.Queue.Name": c.queue_name or "",
             "$.ContactId": c.contact_id or "",
+            "$.Channel": self.channel,
         })
         return values
 
@@ -217,6 +233,19 @@ class _Run:
         if xml:
             values = {k: escape(v) for k, v in values.items()}
         return resolve_references(text, values)
+
+    async def send_text(self, params: dict) -> None:
+        """A prompt on a text channel: its text, SSML without the markup; a prompt file cannot be sent."""
+        if "PromptId" in params:
+            raise ValueError(f"a recorded prompt ({params['PromptId']}) cannot be sent on the {self.channel} channel")
+        if "SSML" in params:
+            ssml = self.resolve(params["SSML"], xml=True)
+            parts = ssml_parts(ssml) if ssml.lstrip().startswith("<") else [ssml]
+            text = " ".join(p.strip() for p in parts if isinstance(p, str) and p.strip())
+        else:
+            text = self.resolve(params.get("Text", "")).strip()
+        if text:
+            await self.contact.send_text(text)
 
     async def render(self, params: dict) -> np.ndarray | None:
         """The prompt of a MessageParticipant / GetParticipantInput as samples; None when it is empty."""

@@ -48,7 +48,7 @@ class Flow:
 REFERENCE_RE = re.compile(r"\$\.[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_\-]+)*")
 FIXED_REFERENCES = frozenset(
     {"$.CustomerEndpoint.Address", "$.SystemEndpoint.Address", "$.StoredCustomerInput", "$.Queue.Name",
-     "$.ContactId"}
+     "$.ContactId", "$.Channel"}
 )
 
 
