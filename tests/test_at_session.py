@@ -9,7 +9,6 @@ import contextlib
 import errno
 import os
 import random
-import tty
 
 import pytest
 
@@ -17,6 +16,7 @@ from gateway.at.errors import (AtCommandError, AtDataModeError, AtError, AtLinkC
                                CmeError, CmsError)
 from gateway.at.session import AtResponse, AtSession
 from gateway.transport.serial_port import SerialLink, SerialOpenError, open_serial
+from tests.pty_helpers import open_raw_pty, run, until
 
 # A subset of firmware_config/simcom_sim7600.toml [urc].prefixes, fixed here so that these tests
 # stay about the session, not about the profile's current contents.
@@ -25,31 +25,11 @@ URC_PREFIXES = ["RING", "+CRING:", "+CLIP:", "+CLCC:", "VOICE CALL:", "+RXDTMF:"
 WAIT = 2.0        # upper bound for anything that should happen "at once" over a pty
 
 
-def run(scenario):
-    """Run an async scenario with a hard bound, so a hang fails fast instead of timing out pytest."""
-    async def bounded():
-        return await asyncio.wait_for(scenario(), 10)
-    return asyncio.run(bounded())
-
-
-async def until(predicate, what):
-    """Wait (polling real I/O, bounded by WAIT) until predicate() is true."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
-
-
 class PtyModem:
     """The modem's side of a pseudo-terminal pair."""
 
     def __init__(self):
-        self.master, self._slave = os.openpty()
-        tty.setraw(self._slave)
-        self.path = os.ttyname(self._slave)
-        os.set_blocking(self.master, False)
+        self.master, self._slave, self.path = open_raw_pty()
         self.received = bytearray()    # everything the gateway wrote
         self._unread = bytearray()
         self._arrived = asyncio.Event()

@@ -18,53 +18,12 @@ import serial
 
 from hil import control
 from hil.sim7600 import Sim7600Emulator
+from tests.pty_helpers import AtLink
 
 REPO = Path(__file__).resolve().parents[1]
 FINALS = re.compile(r"^(OK|ERROR|NO CARRIER|\+CME ERROR: .*)$")
 CALLER = "+15551230001"
 FRAME = 320
-
-
-class AtLink:
-    """The host side of the AT port: raw bytes kept for framing checks, lines split on CR/LF runs."""
-
-    def __init__(self, port: str) -> None:
-        self.ser = serial.Serial(port, timeout=0.02)
-        self.raw = bytearray()
-        self._pending = ""
-        self.lines: list[str] = []
-
-    def _pump(self) -> None:
-        data = self.ser.read(4096)
-        self.raw += data
-        self._pending += data.decode("latin-1")
-        *complete, self._pending = re.split(r"[\r\n]+", self._pending)
-        self.lines += [line for line in complete if line]
-
-    def expect(self, predicate, timeout: float = 2.0) -> list[str]:
-        """Read until a line satisfies predicate; return the lines read up to and including it."""
-        deadline = time.monotonic() + timeout
-        taken: list[str] = []
-        while True:
-            while self.lines:
-                line = self.lines.pop(0)
-                taken.append(line)
-                if predicate(line):
-                    return taken
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out; lines so far: {taken}")
-            self._pump()
-
-    def command(self, text: str, timeout: float = 2.0) -> list[str]:
-        self.ser.write(text.encode() + b"\r")
-        return self.expect(FINALS.match, timeout)
-
-    def quiet_for(self, seconds: float) -> list[str]:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            self._pump()
-        taken, self.lines = self.lines, []
-        return taken
 
 
 @pytest.fixture
@@ -90,7 +49,7 @@ def emu(make_emulator) -> Sim7600Emulator:
 
 @pytest.fixture
 def at(emu) -> AtLink:
-    link = AtLink(emu.at_port)
+    link = AtLink(emu.at_port, FINALS)
     yield link
     link.ser.close()
 
@@ -239,7 +198,7 @@ def test_incoming_call_ring_clip_clcc_answer_and_pcm(emu, at):
 
 def test_pcm_accepted_only_after_the_module_delay(make_emulator):
     emu = make_emulator(pcm_accept_after=0.3)
-    at = AtLink(emu.at_port)
+    at = AtLink(emu.at_port, FINALS)
     answered_call(emu, at, pcm=False)
     assert at.command("AT+CPCMREG=1") == ["ERROR"]
     time.sleep(0.35)
@@ -339,7 +298,7 @@ def test_rxdtmf_uses_doubled_cr_framing(emu, at):
                                    ("no_carrier", "voice_call_end", "clcc")])
 def test_caller_hangup_sends_end_lines_in_configured_order(make_emulator, order):
     emu = make_emulator(end_order=order)
-    at = AtLink(emu.at_port)
+    at = AtLink(emu.at_port, FINALS)
     answered_call(emu, at)
     emu.hangup()
     lines = at.expect(lambda line: line.startswith({"clcc": "+CLCC", "voice_call_end": "VOICE",
@@ -416,7 +375,7 @@ def test_control_protocol_through_a_subprocess(tmp_path):
         info = _read_json_line(proc, 10)
         assert json.loads(ports_file.read_text()) == info
         addr = info["control"]
-        at = AtLink(info["at_port"])
+        at = AtLink(info["at_port"], FINALS)
         at.command("ATE0;+CLIP=1")
         assert control.send(addr, "state") == {"ok": True, "state": "idle", "pcm": False}
         assert control.send(addr, f"ring {CALLER}")["state"] == "ringing"

@@ -1,67 +1,16 @@
 """The multi-family modem emulator's AT side through real pseudo-terminals: identification per family,
 V.250 line discipline (echo, ATV0, quiet, S3/S4/S5, A/, case), +CMEE, ';' lines, registration URCs
-and network queries. AtLink and the `make` fixture are reused by the other test_hil_gsm_* files."""
+and network queries. The `make` fixture (and FINALS, AtLink from tests/pty_helpers.py through this
+module) are reused by the other test_hil_gsm_* files."""
 
 from __future__ import annotations
 
-import re
 import time
 
 import pytest
-import serial
 
 from hil.gsm import FAMILIES, FAMILY_IDS, create
-
-FINALS = re.compile(r"^(OK|ERROR|NO CARRIER|BUSY|NO ANSWER|NO DIALTONE|COMMAND NOT SUPPORT|"
-                    r"\+CME ERROR: .*|\+CMS ERROR: .*)$")
-
-
-class AtLink:
-    """Host side of an AT tty: raw bytes kept for framing checks, lines split on CR/LF runs."""
-
-    def __init__(self, port: str) -> None:
-        self.ser = serial.Serial(port, timeout=0.02)
-        self.raw = bytearray()
-        self._pending = ""
-        self.lines: list[str] = []
-
-    def _pump(self) -> None:
-        data = self.ser.read(4096)
-        self.raw += data
-        self._pending += data.decode("latin-1")
-        *complete, self._pending = re.split(r"[\r\n]+", self._pending)
-        self.lines += [line for line in complete if line]
-
-    def expect(self, predicate, timeout: float = 2.0) -> list[str]:
-        """Read until a line satisfies predicate; return the lines read up to and including it."""
-        deadline = time.monotonic() + timeout
-        taken: list[str] = []
-        while True:
-            while self.lines:
-                line = self.lines.pop(0)
-                taken.append(line)
-                if predicate(line):
-                    return taken
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out; lines so far: {taken}")
-            self._pump()
-
-    def until(self, text: str, timeout: float = 2.0) -> list[str]:
-        return self.expect(lambda line: line.startswith(text), timeout)
-
-    def command(self, text: str, timeout: float = 2.0) -> list[str]:
-        self.ser.write(text.encode("latin-1") + b"\r")
-        return self.expect(FINALS.match, timeout)
-
-    def quiet_for(self, seconds: float) -> list[str]:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            self._pump()
-        taken, self.lines = self.lines, []
-        return taken
-
-    def close(self) -> None:
-        self.ser.close()
+from tests.pty_helpers import FINALS, AtLink
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ memory so that deletion and restarts can be checked.
 """
 
 import asyncio
+import functools
 import os
-import tty
 from datetime import datetime, timedelta, timezone
 
 import gsmmodem.pdu as oracle
@@ -20,25 +20,14 @@ from gateway.modem.profile import Sms
 from gateway.modem.sms import SmsError, SmsService, cms_meaning
 from gateway.modem.sms_pdu import decode_submit, encode_deliver
 from gateway.transport.serial_port import open_serial
+from tests import pty_helpers
 
 URCS = ["+CMTI:", "+CMT:", "RING", "+CSQ:"]
 TS = datetime(2026, 11, 30, 18, 5, 9, tzinfo=timezone(timedelta(hours=1)))
 WAIT = 3.0
 
-
-def run(scenario):
-    async def bounded():
-        return await asyncio.wait_for(scenario(), 15)
-    return asyncio.run(bounded())
-
-
-async def until(predicate, what):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
+run = functools.partial(pty_helpers.run, seconds=15)
+until = functools.partial(pty_helpers.until, wait=WAIT)
 
 
 def ucs2(text):
@@ -49,11 +38,7 @@ class SmsModem:
     """The modem end of a pty pair: command parser, SMS store, network side."""
 
     def __init__(self, *, echo=False, empty_read="OK"):
-        self.master, slave = os.openpty()
-        tty.setraw(slave)
-        self._slave = slave
-        self.path = os.ttyname(slave)
-        os.set_blocking(self.master, False)
+        self.master, self._slave, self.path = pty_helpers.open_raw_pty()
         self.echo = echo
         self.empty_read = empty_read         # what AT+CMGR on an empty index answers
         self.commands = []
