@@ -159,3 +159,52 @@ def test_sim_problems_are_named_and_a_pin_is_tried_once():
         assert sum(1 for _, d, text in emu.transcript if d == ">" and text.startswith('AT+CPIN="1111"')) == 1
     finally:
         emu.stop()
+
+
+@pytest.mark.parametrize("family, profile_id", [("simcom_sim7600", "simcom_sim7600"), ("quectel_ec25", "quectel_ec25"),
+                                                ("huawei_e1752", "huawei_e17x"), ("simcom_sim800", "simcom_sim800")])
+def test_outbound_outcomes_and_dtmf_after_answer_on_every_gsm_family(family, profile_id):
+    """Each way an outbound call can go, as each family reports it (CLCC, ccinfo, ^CEND causes, MO
+    RING/CONNECTED, BUSY/NO ANSWER lines), and DTMF sent once the far end answered."""
+    from hil.gsm import create
+    profile = load_profile(profile_id)
+    emu = create(family)
+    emu.start()
+
+    async def scenario():
+        rec = Recorder()
+        line = Line("gsm1", profile, emu.at_port, None, rec)
+        task = asyncio.create_task(line.run())
+        outcomes = {}
+        try:
+            await until(lambda: line.state == LineState.IDLE, 10, lambda: line.error)
+            for outcome in ("busy", "no_answer", "reject", "no_carrier"):
+                emu.set_outbound_outcome(outcome, alert_after=0.1, after=0.3)
+                call = await line.dial("+15557654321", timeout=10)
+                outcomes[outcome] = call.end_reason
+                await until(lambda: emu.state == "idle" and line.state == LineState.IDLE, 5)
+            emu.set_outbound_outcome("answer", alert_after=0.1, after=0.3)
+            call = await line.dial("+15557654321", timeout=10)
+            assert call.answered_at is not None and "answered" in [s for s, _ in call.progress]
+            await line.send_dtmf("12#")
+            await until(lambda: emu.dtmf_sent[-3:] == ["1", "2", "#"], 5, lambda: emu.dtmf_sent)
+            if "A" not in profile.dtmf.send_digits:
+                with pytest.raises(ValueError, match="cannot send 'A'"):
+                    await line.send_dtmf("A")
+            emu.hangup()
+            await until(lambda: call.ended, 5)
+            assert call.end_reason == "customer_hung_up"
+            return outcomes
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    try:
+        outcomes = asyncio.run(scenario())
+    finally:
+        emu.stop()
+    assert outcomes["busy"] == "busy"
+    assert outcomes["no_answer"] == "no_answer"
+    # a rejected call is "rejected" where the family says why (Huawei's cause 21); elsewhere the network
+    # gives only BUSY or NO CARRIER
+    assert outcomes["reject"] in (("rejected",) if profile_id == "huawei_e17x" else ("busy", "no_carrier"))
+    assert outcomes["no_carrier"] == "no_carrier"

@@ -35,6 +35,7 @@ AUDIO_LATE_RESYNC = 0.2     # if the pump falls this far behind its schedule, re
 RESET_AFTER_FAILURES = 2    # the reset is tried after 2 failed reopens of an unanswering modem, then every 3rd
 LOCATE_AFTER_FAILURES = 1   # failed reopen attempts before the modem is searched under another name
 RESYNC_TIMEOUT = 2.0
+END_REASON_WAIT = 1.0       # after an unanswered outbound call is released, wait this long for BUSY / NO ANSWER
 _FINAL_OUTCOMES = {"BUSY": "busy", "NO ANSWER": "no_answer", "NO CARRIER": "no_carrier",
                    "NO DIALTONE": "unreachable"}
 _RSSI_UNKNOWN = 99
@@ -69,6 +70,7 @@ class Call:
     announced: bool = False
     index: str | None = None
     progress: list[tuple[str, float]] = field(default_factory=list)
+    released: bool = False      # the modem released it; the reason may still be on its way
 
     @property
     def ended(self) -> bool:
@@ -636,8 +638,17 @@ class Line:
             self._end_call("customer_hung_up")
         elif call.direction == "inbound":
             self._end_call("missed")
-        else:
-            self._end_call(reason or "no_carrier")
+        elif reason is not None:
+            self._end_call(reason)
+        elif not call.released:
+            # the release (+CLCC stat 6, VOICE CALL: END) comes before the line saying why (BUSY, NO ANSWER)
+            call.released = True
+            self._tasks.spawn(self._end_without_reason(call), f"{self.id}-end-reason")
+
+    async def _end_without_reason(self, call: Call) -> None:
+        await self._clock.sleep(END_REASON_WAIT)
+        if self.call is call and not call.ended:
+            self._end_call("no_carrier")
 
     def _ringing(self, number: str | None) -> None:
         if number is None:
