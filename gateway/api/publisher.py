@@ -47,6 +47,9 @@ class StatePublisher:
             self._retain(t.agent_state(event.agent_id), c.agent_view(event.agent_id))
 
     def line_changed(self, view: dict) -> None:
+        """Publish a line's state; an unchanged view (the same signal reported again) is not resent."""
+        if self._lines.get(view["line"]) == view:
+            return
         self._lines[view["line"]] = view
         self._retain(self._topics.line(view["line"]), view)
 
