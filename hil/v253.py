@@ -24,30 +24,24 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
 import dataclasses
 import datetime
-import errno
-import json
 import logging
 import os
-import threading
 import time
-import tty
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from gateway.media import g711
 from gateway.media.wavfile import read_wav, resample, write_wav
+from hil.emulator_base import ThreadedEmulator
+from hil.gsm.ports import ByIdLinks, PortSpec, Pty, UsbIdentity, by_id_name, inventory_row
 
 _LOGGER = logging.getLogger(__name__)
 
 SAMPLE_RATE = 8000
 TICK = 0.020
-CALL_TIMEOUT = 5.0
-START_TIMEOUT = 5.0
 AUDIO_MAX_CATCHUP = 0.2
 OUT_BACKLOG = 65536           # bytes queued for a host that does not read before audio is held back
 LINE_LIMIT = 1024             # a command line longer than this without CR is discarded
@@ -198,14 +192,6 @@ def _busy_tone(start: int, count: int) -> np.ndarray:
     return np.where(on, np.round(wave), 0).astype(np.int16)
 
 
-def _open_pty() -> tuple[int, int, str]:
-    master, slave = os.openpty()
-    tty.setraw(master)
-    tty.setraw(slave)
-    os.set_blocking(master, False)
-    return master, slave, os.ttyname(slave)
-
-
 class _CmdError(Exception):
     pass
 
@@ -227,7 +213,11 @@ class _Call:
     rings: int = 0
 
 
-class V253Emulator:
+# The modem's one tty: CDC-ACM interface 0.
+_PORT = PortSpec("modem", 0)
+
+
+class V253Emulator(ThreadedEmulator):
     """A USB V.253 voice modem (USR 5637 or Conexant CX93001) on one pseudo-terminal."""
 
     def __init__(self, dialect: str = "usr5637", *, ring_interval: float = 6.0,
@@ -239,10 +229,13 @@ class V253Emulator:
             raise ValueError(f"dialect {dialect!r}: use one of {sorted(DIALECTS)}")
         if dtmf_repeat < 1:
             raise ValueError("dtmf_repeat must be at least 1")
+        super().__init__()
         self.dialect = DIALECTS[dialect]
         self.ring_interval = ring_interval
         self.by_id_dir = Path(by_id_dir) if by_id_dir is not None else None
         self.location = location
+        d = self.dialect
+        self._usb = UsbIdentity(d.vid, d.pid, d.usb_manufacturer, d.usb_product, d.usb_serial, location)
         self.late_rings = late_rings
         self.dtmf_repeat = dtmf_repeat
         self.busy_interval = busy_interval
@@ -251,21 +244,16 @@ class V253Emulator:
         self.underrun_grace = underrun_grace
         self.tx_buffer_limit = tx_buffer_limit
         self.cid_time = cid_time
-        self.transcript: list[tuple[float, str, str]] = []
         self.dialed: list[str] = []                 # numbers the host dialled
         self.vts_log: list[str] = []                # tone items the host sent with AT+VTS
         self.replugs = 0
-        self._master, self._slave, self.port = _open_pty()
-        self._by_id_link: Path | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._state_cond = threading.Condition()
+        self._pty = Pty()
+        self.port = self._pty.open()
+        self._links = ByIdLinks(str(self.by_id_dir)) if self.by_id_dir is not None else None
+        self._by_id_link: str | None = None
         self._gone = False
-        self._closed = False
         self._frozen = False
         self._slow = 0.0
-        self._replug_callbacks: list[Callable[[], None]] = []
         self._outcome = ("answer", 2)
         self._capture: list[np.ndarray] = []
         self._play: collections.deque[np.ndarray] = collections.deque()
@@ -315,102 +303,35 @@ class V253Emulator:
         self._overrun = False
         self._busy_sample = 0
 
-    def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("emulator already started")
-        self._thread = threading.Thread(target=self._run, name=f"v253-{self.dialect.name}",
-                                        daemon=True)
-        self._thread.start()
-        if not self._ready.wait(START_TIMEOUT):
-            raise RuntimeError("emulator loop did not start")
+    def _thread_name(self) -> str:
+        return f"v253-{self.dialect.name}"
 
-    def stop(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is not None and thread is not None and thread.is_alive():
-            loop.call_soon_threadsafe(self._shutdown)
-            thread.join(CALL_TIMEOUT)
-        self._close_fds()
-        self._remove_link()
-
-    def __enter__(self) -> "V253Emulator":
-        self.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        asyncio.set_event_loop(loop)
-        loop.add_reader(self._master, self._on_readable)
+    def _loop_started(self) -> None:
+        assert self._loop is not None
+        self._loop.add_reader(self._pty.master, self._on_readable)
         self._make_link()
-        self._ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            for task in asyncio.all_tasks(loop):
-                task.cancel()
-            loop.run_until_complete(asyncio.sleep(0))
-            loop.close()
 
-    def _shutdown(self) -> None:
+    def _loop_stopping(self) -> None:
         self._cancel_tasks()
         self._detach()
-        assert self._loop is not None
-        self._loop.stop()
+
+    def _release(self) -> None:
+        self._pty.close()
+        self._remove_link()
 
     def _detach(self) -> None:
-        if self._loop is not None and not self._closed:
-            self._loop.remove_reader(self._master)
-            self._loop.remove_writer(self._master)
-
-    def _close_fds(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        for fd in (self._master, self._slave):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        if self._loop is not None and self._pty.is_open:
+            self._loop.remove_reader(self._pty.master)
+            self._loop.remove_writer(self._pty.master)
 
     def _make_link(self) -> None:
-        if self.by_id_dir is None:
-            return
-        self.by_id_dir.mkdir(parents=True, exist_ok=True)
-        link = self.by_id_dir / self.by_id_name
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        link.symlink_to(self.port)
-        self._by_id_link = link
+        if self._links is not None:
+            self._by_id_link = self._links.point(self.by_id_name, self.port)
 
     def _remove_link(self) -> None:
-        if self._by_id_link is not None:
-            try:
-                self._by_id_link.unlink()
-            except FileNotFoundError:
-                pass
+        if self._links is not None and self._by_id_link is not None:
+            self._links.remove(self.by_id_name)
             self._by_id_link = None
-
-    def _call_in_loop(self, fn: Callable, *args, after_stop: bool = False):
-        loop = self._loop
-        if after_stop and self._thread is not None and not self._thread.is_alive():
-            return fn(*args)
-        if loop is None or not self._ready.is_set() or loop.is_closed():
-            raise RuntimeError("emulator is not running (call start() first)")
-        if threading.current_thread() is self._thread:
-            return fn(*args)
-        future: concurrent.futures.Future = concurrent.futures.Future()
-
-        def run() -> None:
-            try:
-                future.set_result(fn(*args))
-            except BaseException as exc:  # handed to the calling thread
-                future.set_exception(exc)
-
-        loop.call_soon_threadsafe(run)
-        return future.result(CALL_TIMEOUT)
 
     # ---------------------------------------------------------------- scripting API
 
@@ -420,9 +341,7 @@ class V253Emulator:
 
     @property
     def by_id_name(self) -> str:
-        d = self.dialect
-        return (f"usb-{d.usb_manufacturer.replace(' ', '_')}_{d.usb_product.replace(' ', '_')}"
-                f"_{d.usb_serial}-if00")
+        return by_id_name(self._usb, _PORT.interface, acm=True)
 
     @property
     def state(self) -> str:
@@ -445,13 +364,8 @@ class V253Emulator:
         """The current (+VSM id, rate)."""
         return self._vsm
 
-    def wait_for_state(self, state: str, timeout: float) -> bool:
-        with self._state_cond:
-            return self._state_cond.wait_for(lambda: self.state == state, timeout)
-
     def wait_for_stream(self, stream: str | None, timeout: float) -> bool:
-        with self._state_cond:
-            return self._state_cond.wait_for(lambda: self._stream == stream, timeout)
+        return self._wait_for(lambda: self._stream == stream, timeout)
 
     def ring(self, caller: str = "5551234567", name: str | None = "WIRELESS CALLER", *,
              rings_before_cid: int = 1, ring_interval: float | None = None,
@@ -531,38 +445,17 @@ class V253Emulator:
         """The device comes back (powered up afresh) under a new tty; returns its path."""
         return self._call_in_loop(self._replug)
 
-    def on_replug(self, callback: Callable[[], None]) -> None:
-        """Call callback (on the emulator's thread) each time the device comes back."""
-        self._replug_callbacks.append(callback)
-
-    def write_inventory(self, path: str) -> None:
-        """port_inventory() as a JSON file for $CALLGATE_PORT_INVENTORY (written atomically)."""
-        tmp = f"{path}.tmp"
-        Path(tmp).write_text(json.dumps(self.port_inventory(), indent=1), encoding="utf-8")
-        os.replace(tmp, path)
-
     def port_inventory(self) -> list[dict]:
         """What a USB serial port scan would list for this device (empty while unplugged)."""
         if self._gone:
             return []
-        d = self.dialect
-        return [{
-            "device": self.port,
-            "by_id": str(self._by_id_link) if self._by_id_link is not None else None,
-            "vid": d.vid, "pid": d.pid, "serial_number": d.usb_serial, "interface": 0,
-            "location": f"{self.location}:1.0", "manufacturer": d.usb_manufacturer,
-            "product": d.usb_product, "role": "modem",
-        }]
+        return [inventory_row(self._usb, _PORT, self.port, self._by_id_link)]
 
     # ---------------------------------------------------------------- output
 
     def _log(self, direction: str, text: str) -> None:
-        self.transcript.append((time.time(), direction, text))
+        self._record(direction, text)
         _LOGGER.debug("%s %s %s", self.dialect.name, direction, text)
-
-    def _notify(self) -> None:
-        with self._state_cond:
-            self._state_cond.notify_all()
 
     def _write(self, data: bytes) -> None:
         if self._gone:
@@ -577,19 +470,11 @@ class V253Emulator:
         assert self._loop is not None
         if self._gone:
             return
-        try:
-            written = os.write(self._master, self._out)
-        except BlockingIOError:
-            written = 0
-        except OSError as exc:
-            _LOGGER.warning("tty write failed: %s", exc)
-            self._out.clear()
-            written = 0
-        del self._out[:written]
+        del self._out[: self._pty.write(bytes(self._out))]
         if self._out:
-            self._loop.add_writer(self._master, self._flush)
+            self._loop.add_writer(self._pty.master, self._flush)
         else:
-            self._loop.remove_writer(self._master)
+            self._loop.remove_writer(self._pty.master)
 
     def _result(self, final: str, lines: list[str] | None = None) -> None:
         for line in lines or []:
@@ -629,14 +514,7 @@ class V253Emulator:
     # ---------------------------------------------------------------- input
 
     def _on_readable(self) -> None:
-        try:
-            data = os.read(self._master, 4096)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            if exc.errno != errno.EIO:
-                _LOGGER.warning("tty read failed: %s", exc)
-            return
+        data = self._pty.read(4096)
         if data:
             self._consume(data)
 
@@ -1344,15 +1222,15 @@ class V253Emulator:
         self._underrun = False
         if len(self._tx) > self.tx_buffer_limit and not self._reading_paused:
             assert self._loop is not None
-            self._loop.remove_reader(self._master)        # hardware flow control: CTS off
+            self._loop.remove_reader(self._pty.master)    # hardware flow control: CTS off
             self._reading_paused = True
 
     def _resume_reading(self) -> None:
         assert self._loop is not None
-        if self._gone or self._closed:
+        if self._gone or not self._pty.is_open:
             return
         self._reading_paused = False
-        self._loop.add_reader(self._master, self._on_readable)
+        self._loop.add_reader(self._pty.master, self._on_readable)
 
     def _host_code(self, byte: int, audio: bytearray) -> bool:
         """The byte after a host <DLE>; True when it ended the stream right away."""
@@ -1485,7 +1363,7 @@ class V253Emulator:
         self._cancel_tasks()
         self._stream = None
         self._detach()
-        self._close_fds()
+        self._pty.close()
         self._remove_link()
         self._gone = True
         self._log("<", "(unplugged)")
@@ -1494,17 +1372,15 @@ class V253Emulator:
     def _replug(self) -> str:
         if not self._gone:
             self._unplug()
-        self._master, self._slave, self.port = _open_pty()
-        self._closed = False
+        self.port = self._pty.open()
         self._gone = False
         self._frozen = False
         self._power_on()
         assert self._loop is not None
-        self._loop.add_reader(self._master, self._on_readable)
+        self._loop.add_reader(self._pty.master, self._on_readable)
         self._make_link()
         self.replugs += 1
         self._log("<", f"(replugged as {self.port})")
         self._notify()
-        for callback in self._replug_callbacks:
-            callback()
+        self._run_replug_callbacks()
         return self.port

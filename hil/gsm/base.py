@@ -1,30 +1,22 @@
-"""Emulator machinery shared by every family: its own thread and asyncio loop, the USB device's ttys
-(plug, unplug, replug under new names, by-id links, port inventory), and the V.250 line
+"""Emulator machinery shared by every family: on top of hil/emulator_base.py's thread and loop, the USB
+device's ttys (plug, unplug, replug under new names, by-id links, port inventory), and the V.250 line
 discipline of each AT tty (echo, S3/S4/S5, `A/`, verbose or numeric result codes, quiet mode,
 `;`-joined command lines, prompts for SMS text) with the hooks the fault injectors need."""
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import dataclasses
-import json
 import logging
-import os
 import shutil
 import tempfile
-import threading
-import time
 from typing import Callable
 
+from hil.emulator_base import ThreadedEmulator
 from hil.gsm.audio import AudioSide, PtyAudioSide
-from hil.gsm.ports import ByIdLinks, PortSpec, Pty, UsbIdentity, by_id_name
+from hil.gsm.ports import ByIdLinks, PortSpec, Pty, UsbIdentity, by_id_name, inventory_row
 
 _LOGGER = logging.getLogger("hil.gsm")
 
-# How long a scripting call waits for the emulator's loop to run it.
-CALL_TIMEOUT = 5.0
-START_TIMEOUT = 5.0
 # AT bytes kept for a host that does not read the AT tty; older bytes are dropped beyond this.
 AT_OUT_BACKLOG = 65536
 # A command line longer than this without S3 is discarded (the module's line buffer limit).
@@ -125,8 +117,8 @@ class _Sink:
         self.pty = Pty()
 
 
-class EmulatorBase:
-    """Thread, loop, ttys and line discipline. Families subclass GsmEmulator (core.py), not this."""
+class EmulatorBase(ThreadedEmulator):
+    """Ttys and line discipline. Families subclass GsmEmulator (core.py), not this."""
 
     FAMILY = ""
     PORTS: tuple[PortSpec, ...] = ()
@@ -139,16 +131,11 @@ class EmulatorBase:
 
     def __init__(self, *, audio_side: AudioSide | None, usb_serial: str, usb_path: str,
                  by_id_dir: str | None) -> None:
+        super().__init__()
         self.usb = UsbIdentity(self.USB_VID, self.USB_PID, self.USB_MANUFACTURER, self.USB_PRODUCT,
                                usb_serial, usb_path)
-        self.transcript: list[tuple[float, str, str]] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._state_cond = threading.Condition()
         self._stopped = False
         self._plugged = False
-        self._replug_callbacks: list[Callable[[], None]] = []
         # fault switches (faults.py sets them)
         self._no_answer = False
         self._wedged = False
@@ -181,87 +168,31 @@ class EmulatorBase:
 
     # ---------------------------------------------------------------- lifecycle
 
-    def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("emulator already started")
-        self._thread = threading.Thread(target=self._run, name=f"{self.FAMILY}-emulator", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(START_TIMEOUT):
-            raise RuntimeError("emulator loop did not start")
+    def _thread_name(self) -> str:
+        return f"{self.FAMILY}-emulator"
 
-    def stop(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is not None and thread is not None and thread.is_alive():
-            loop.call_soon_threadsafe(self._shutdown)
-            thread.join(CALL_TIMEOUT)
+    def _loop_started(self) -> None:
+        if self._plugged:
+            self._attach_readers()
+        self._on_loop_start()
+
+    def _loop_stopping(self) -> None:
+        self._on_shutdown()
+        self._detach_readers()
+        self._close_ptys()
+
+    def _release(self) -> None:
         if not self._stopped:
             self._stopped = True
             self._close_ptys()
             if self._own_by_id_dir:
                 shutil.rmtree(self._links.directory, ignore_errors=True)
 
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        asyncio.set_event_loop(loop)
-        if self._plugged:
-            self._attach_readers()
-        self._on_loop_start()
-        self._ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            for task in asyncio.all_tasks(loop):
-                task.cancel()
-            loop.run_until_complete(asyncio.sleep(0))
-            loop.close()
-
     def _on_loop_start(self) -> None:
         """Subclasses: boot URCs, background tasks."""
 
     def _on_shutdown(self) -> None:
         """Subclasses: cancel their tasks."""
-
-    def _shutdown(self) -> None:
-        self._on_shutdown()
-        self._detach_readers()
-        self._close_ptys()
-        assert self._loop is not None
-        self._loop.stop()
-
-    def _call_in_loop(self, fn: Callable, *args, after_stop: bool = False):
-        """Run fn(*args) on the emulator's loop and return its result (exceptions propagate).
-
-        after_stop: once the loop has ended, run fn here instead (for reading what was recorded).
-        """
-        loop = self._loop
-        if after_stop and self._thread is not None and not self._thread.is_alive():
-            return fn(*args)
-        if loop is None or not self._ready.is_set() or loop.is_closed():
-            raise RuntimeError("emulator is not running (call start() first)")
-        if threading.current_thread() is self._thread:
-            return fn(*args)
-        future: concurrent.futures.Future = concurrent.futures.Future()
-
-        def run() -> None:
-            try:
-                future.set_result(fn(*args))
-            except BaseException as exc:  # handed to the calling thread
-                future.set_exception(exc)
-
-        loop.call_soon_threadsafe(run)
-        return future.result(CALL_TIMEOUT)
-
-    def _notify(self) -> None:
-        with self._state_cond:
-            self._state_cond.notify_all()
 
     # ---------------------------------------------------------------- ttys
 
@@ -327,37 +258,18 @@ class EmulatorBase:
         """One dict per emulated tty, as a port scanner would see it (current /dev names)."""
         if not self._plugged:
             return []
-        rows = []
-        for spec, pty in self._all_ptys():
-            rows.append({
-                "device": pty.name,
-                "by_id": self._links.path(by_id_name(self.usb, spec.interface)),
-                "vid": self.usb.vid, "pid": self.usb.pid, "serial_number": self.usb.serial_number,
-                "interface": spec.interface, "location": f"{self.usb.usb_path}:1.{spec.interface}",
-                "manufacturer": self.usb.manufacturer, "product": self.usb.product, "role": spec.role,
-            })
-        return rows
-
-    def write_inventory(self, path: str) -> None:
-        """port_inventory() as a JSON file (replaced atomically), for a port scanner to read."""
-        tmp = f"{path}.tmp"
-        with open(tmp, "w") as handle:
-            json.dump(self.port_inventory(), handle, indent=1)
-        os.replace(tmp, path)
+        return [inventory_row(self.usb, spec, pty.name, self._links.path(by_id_name(self.usb, spec.interface)))
+                for spec, pty in self._all_ptys()]
 
     @property
     def by_id_dir(self) -> str:
         return self._links.directory
 
-    def on_replug(self, callback: Callable[[], None]) -> None:
-        """Call callback (on the emulator's thread) each time the ports come back."""
-        self._replug_callbacks.append(callback)
-
     # ---------------------------------------------------------------- output
 
     def _log(self, channel: AtChannel, direction: str, line: str) -> None:
         if channel.primary:
-            self.transcript.append((time.time(), direction, line))
+            self._record(direction, line)
         _LOGGER.debug("%s %s%s %s", self.FAMILY, channel.spec.role, direction, line)
 
     def _write(self, channel: AtChannel, data: bytes) -> None:

@@ -246,10 +246,6 @@ class GsmEmulator(FaultsMixin, SmsMixin, EmulatorBase):
         info["by_id_dir"] = self.by_id_dir
         return info
 
-    def wait_for_state(self, state: str, timeout: float) -> bool:
-        with self._state_cond:
-            return self._state_cond.wait_for(lambda: self.state == state, timeout)
-
     def ring(self, caller: str = "+15551230001", number_type: int | None = None) -> None:
         if number_type is None:
             number_type = 145 if caller.startswith("+") else 129

@@ -4,10 +4,6 @@ and a wedged command interpreter that only a replug clears. Every method is thre
 
 from __future__ import annotations
 
-import logging
-
-_LOGGER = logging.getLogger("hil.gsm")
-
 
 class FaultsMixin:
     """Scripting methods for faults; the state they switch lives in EmulatorBase / GsmEmulator."""
@@ -93,11 +89,7 @@ class FaultsMixin:
         self._log(self._primary, "<", f"(plugged in as {self.at_port})")
         self._notify()
         self._boot(initial=False)
-        for callback in self._replug_callbacks:
-            try:
-                callback()
-            except Exception:
-                _LOGGER.exception("replug callback failed")
+        self._run_replug_callbacks()
 
     # ---------------------------------------------------------------- network and SIM
 

@@ -32,11 +32,22 @@ class PortSpec:
     interface: int
 
 
-def by_id_name(usb: UsbIdentity, interface: int) -> str:
-    """The /dev/serial/by-id basename udev gives a USB serial interface."""
+def by_id_name(usb: UsbIdentity, interface: int, acm: bool = False) -> str:
+    """The /dev/serial/by-id basename udev gives a USB serial interface; acm: a CDC-ACM tty
+    (ttyACM*), whose name has no -portN suffix."""
     parts = [usb.manufacturer, usb.product] + ([usb.serial_number] if usb.serial_number else [])
     serial = "_".join(_BY_ID_UNSAFE.sub("_", part) for part in parts)
-    return f"usb-{serial}-if{interface:02d}-port0"
+    return f"usb-{serial}-if{interface:02d}" + ("" if acm else "-port0")
+
+
+def inventory_row(usb: UsbIdentity, spec: PortSpec, device: str | None, by_id: str | None) -> dict:
+    """One tty as a USB serial port scan lists it (the rows of a port inventory file)."""
+    return {
+        "device": device, "by_id": by_id,
+        "vid": usb.vid, "pid": usb.pid, "serial_number": usb.serial_number,
+        "interface": spec.interface, "location": f"{usb.usb_path}:1.{spec.interface}",
+        "manufacturer": usb.manufacturer, "product": usb.product, "role": spec.role,
+    }
 
 
 class Pty:
