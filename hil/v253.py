@@ -23,7 +23,6 @@ It runs in its own thread with its own asyncio loop; the scripting methods are t
 from __future__ import annotations
 
 import asyncio
-import collections
 import dataclasses
 import datetime
 import logging
@@ -36,24 +35,18 @@ import numpy as np
 from gateway.media import g711
 from gateway.media.wavfile import read_wav, resample, write_wav
 from hil.emulator_base import ThreadedEmulator
+from hil.gsm.mixer import DTMF_FREQS, ClipQueue, frame_clock, pcm_samples
 from hil.gsm.ports import ByIdLinks, PortSpec, Pty, UsbIdentity, by_id_name, inventory_row
 
 _LOGGER = logging.getLogger(__name__)
 
 SAMPLE_RATE = 8000
 TICK = 0.020
-AUDIO_MAX_CATCHUP = 0.2
 OUT_BACKLOG = 65536           # bytes queued for a host that does not read before audio is held back
 LINE_LIMIT = 1024             # a command line longer than this without CR is discarded
 
 DLE, ETX, SUB, CAN, NUL = 0x10, 0x03, 0x1A, 0x18, 0x00
 DTMF_DIGITS = "0123456789*#ABCD"
-DTMF_FREQS = {
-    "1": (697, 1209), "2": (697, 1336), "3": (697, 1477), "A": (697, 1633),
-    "4": (770, 1209), "5": (770, 1336), "6": (770, 1477), "B": (770, 1633),
-    "7": (852, 1209), "8": (852, 1336), "9": (852, 1477), "C": (852, 1633),
-    "*": (941, 1209), "0": (941, 1336), "#": (941, 1477), "D": (941, 1633),
-}
 # Conexant repeats the digit inside its /…~ bracket about every 70 ms while the tone lasts.
 SHIELD_REPEAT = 0.07
 DTMF_TONE = 0.1
@@ -256,8 +249,7 @@ class V253Emulator(ThreadedEmulator):
         self._slow = 0.0
         self._outcome = ("answer", 2)
         self._capture: list[np.ndarray] = []
-        self._play: collections.deque[np.ndarray] = collections.deque()
-        self._play_offset = 0
+        self._play = ClipQueue()
         self._power_on()
 
     # ---------------------------------------------------------------- lifecycle
@@ -386,10 +378,7 @@ class V253Emulator(ThreadedEmulator):
 
     def play_pcm(self, samples) -> None:
         """The caller speaks: int16 8 kHz samples, heard by the host while it listens."""
-        array = np.asarray(samples)
-        if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
-            raise ValueError("play_pcm wants a one-dimensional int16 array at 8 kHz")
-        self._call_in_loop(self._play.append, np.clip(array, -32768, 32767).astype(np.int16))
+        self._call_in_loop(self._play.append, pcm_samples(samples))
 
     def play_wav(self, path: str) -> None:
         self.play_pcm(read_wav(path))
@@ -976,7 +965,6 @@ class V253Emulator(ThreadedEmulator):
         self._offhook = False
         self._vls = 0
         self._play.clear()
-        self._play_offset = 0
         if not ringing:
             self._set_call(None)
 
@@ -1163,7 +1151,7 @@ class V253Emulator(ThreadedEmulator):
         self._stream_since = time.monotonic()
         self._rx_quiet_since = time.monotonic()
         assert self._loop is not None
-        self._clock = self._loop.create_task(self._stream_clock())
+        self._clock = self._loop.create_task(frame_clock(self._stream_tick, TICK))
         self._notify()
 
     def _end_stream(self, etx: bool) -> None:
@@ -1255,21 +1243,13 @@ class V253Emulator(ThreadedEmulator):
             return True
         return False                              # <NUL>, volume codes and unknowns: ignored
 
-    async def _stream_clock(self) -> None:
-        start = time.monotonic()
-        ticks = 0
-        while True:
-            ticks += 1
-            delay = start + ticks * TICK - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            elif -delay > AUDIO_MAX_CATCHUP:
-                start, ticks = time.monotonic(), 0
-            if self._stream in ("tx", "duplex"):
-                if self._play_tick():
-                    return
-            if self._stream in ("rx", "duplex"):
-                self._record_tick()
+    def _stream_tick(self) -> bool:
+        """One 20 ms tick of the voice stream; True when the stream finished."""
+        if self._stream in ("tx", "duplex") and self._play_tick():
+            return True
+        if self._stream in ("rx", "duplex"):
+            self._record_tick()
+        return False
 
     def _line_up(self) -> bool:
         return self._offhook and self._call is not None and self._call.state in ("active", "gone")
@@ -1311,16 +1291,7 @@ class V253Emulator(ThreadedEmulator):
             self._busy_sample += count
             return tone, False
         out = np.zeros(count, np.int16)
-        filled = 0
-        while filled < count and self._play:
-            head = self._play[0]
-            take = min(count - filled, len(head) - self._play_offset)
-            out[filled:filled + take] = head[self._play_offset:self._play_offset + take]
-            filled += take
-            self._play_offset += take
-            if self._play_offset >= len(head):
-                self._play.popleft()
-                self._play_offset = 0
+        filled = self._play.read_into(out)
         return out, filled > 0 and bool(np.any(out))
 
     def _record_tick(self) -> None:

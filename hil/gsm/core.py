@@ -16,7 +16,7 @@ from hil.gsm.audio import AudioSide
 from hil.gsm.base import (CME_INVALID_PARAMS, CME_NOT_ALLOWED, CME_NOT_SUPPORTED, CME_UNKNOWN, AtChannel,
                           CmdError, EmulatorBase, Prompt, Result, Unsupported)
 from hil.gsm.faults import FaultsMixin
-from hil.gsm.mixer import AudioEngine, dtmf_tone
+from hil.gsm.mixer import AudioEngine, dtmf_tone, pcm_samples
 from hil.gsm.sms import SmsMixin
 
 DTMF_DIGITS = "0123456789*#ABCD"
@@ -262,10 +262,7 @@ class GsmEmulator(FaultsMixin, SmsMixin, EmulatorBase):
         self.play_pcm(read_wav(path))
 
     def play_pcm(self, samples) -> None:
-        array = np.asarray(samples)
-        if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
-            raise ValueError("play_pcm wants a one-dimensional int16 array at 8 kHz")
-        self._call_in_loop(self._audio.play, np.clip(array, -32768, 32767).astype(np.int16))
+        self._call_in_loop(self._audio.play, pcm_samples(samples))
 
     def play_tone(self, freq: float, seconds: float, amplitude: float = 0.3) -> None:
         if not 0 < freq < 4000 or seconds <= 0 or not 0 < amplitude <= 1:

@@ -1,5 +1,6 @@
 """The far end of the call as audio: a 20 ms clock that sends what the test plays (queued clips plus
-overlaid tones such as in-band DTMF) down the active audio side and records what the host sends up."""
+overlaid tones such as in-band DTMF) down the active audio side and records what the host sends up.
+The clock, the clip queue, the DTMF table and play_pcm's argument check serve hil/v253.py too."""
 
 from __future__ import annotations
 
@@ -38,6 +39,62 @@ def dtmf_tone(digit: str, seconds: float = DTMF_TONE_SECONDS, amplitude: float =
     return np.clip(np.round(wave), -32768, 32767).astype(np.int16)
 
 
+def pcm_samples(samples) -> np.ndarray:
+    """What a test hands play_pcm(), checked and clipped to int16 (8 kHz is the caller's promise)."""
+    array = np.asarray(samples)
+    if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
+        raise ValueError("play_pcm wants a one-dimensional int16 array at 8 kHz")
+    return np.clip(array, -32768, 32767).astype(np.int16)
+
+
+class ClipQueue:
+    """Clips heard one after another, read out in pieces of any length."""
+
+    def __init__(self) -> None:
+        self._clips: collections.deque[np.ndarray] = collections.deque()
+        self._offset = 0
+
+    def append(self, samples: np.ndarray) -> None:
+        self._clips.append(samples)
+
+    def clear(self) -> None:
+        self._clips.clear()
+        self._offset = 0
+
+    def read_into(self, out: np.ndarray) -> int:
+        """Copy the next samples into the front of `out`; returns how many (fewer once the queue
+        runs dry; the rest of `out` is left as it was)."""
+        filled = 0
+        while filled < len(out) and self._clips:
+            head = self._clips[0]
+            take = min(len(out) - filled, len(head) - self._offset)
+            out[filled:filled + take] = head[self._offset:self._offset + take]
+            filled += take
+            self._offset += take
+            if self._offset >= len(head):
+                self._clips.popleft()
+                self._offset = 0
+        return filled
+
+
+async def frame_clock(tick: Callable[[], bool | None], period: float = FRAME_SECONDS,
+                      max_catchup: float = MAX_CATCHUP) -> None:
+    """Call tick() every `period` seconds until it returns True; after a stall of the loop the
+    missed ticks run at once, up to `max_catchup`, beyond which the schedule restarts."""
+    start = time.monotonic()
+    ticks = 0
+    while True:
+        ticks += 1
+        delay = start + ticks * period - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        elif -delay > max_catchup:
+            _LOGGER.warning("audio clock stalled %.3f s; restarting its schedule", -delay)
+            start, ticks = time.monotonic(), 0
+        if tick():
+            return
+
+
 class AudioEngine:
     """Clocked audio for one emulator; every method runs on the emulator's loop."""
 
@@ -49,8 +106,7 @@ class AudioEngine:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._active: AudioSide | None = None
         self._task: asyncio.Task | None = None
-        self._play: collections.deque[np.ndarray] = collections.deque()
-        self._play_offset = 0
+        self._play = ClipQueue()
         self._overlays: list[list] = []      # [samples, offset]
         self.segments: list[tuple[int, bytearray]] = []
 
@@ -61,7 +117,7 @@ class AudioEngine:
         drained between calls; its own clock plays silence when nothing is sent down)."""
         needed = needed or self.external is not None
         if needed and self._task is None and self.loop is not None:
-            self._task = self.loop.create_task(self._clock())
+            self._task = self.loop.create_task(frame_clock(self._guarded_tick))
         elif not needed and self._task is not None:
             self._task.cancel()
             self._task = None
@@ -81,7 +137,6 @@ class AudioEngine:
 
     def clear_play(self) -> None:
         self._play.clear()
-        self._play_offset = 0
         self._overlays.clear()
 
     def capture(self) -> np.ndarray:
@@ -102,21 +157,11 @@ class AudioEngine:
                 reset()
         self._active = side
 
-    async def _clock(self) -> None:
-        start = time.monotonic()
-        ticks = 0
-        while True:
-            ticks += 1
-            delay = start + ticks * FRAME_SECONDS - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            elif -delay > MAX_CATCHUP:
-                _LOGGER.warning("audio clock stalled %.3f s; restarting its schedule", -delay)
-                start, ticks = time.monotonic(), 0
-            try:
-                self._tick()
-            except Exception:      # a broken side must not stop the clock for good
-                _LOGGER.exception("audio tick failed")
+    def _guarded_tick(self) -> None:
+        try:
+            self._tick()
+        except Exception:      # a broken side must not stop the clock for good
+            _LOGGER.exception("audio tick failed")
 
     def _tick(self) -> None:
         route = self._route()
@@ -133,16 +178,7 @@ class AudioEngine:
 
     def _next_frame(self) -> np.ndarray:
         out = np.zeros(FRAME_SAMPLES, np.int32)
-        filled = 0
-        while filled < FRAME_SAMPLES and self._play:
-            head = self._play[0]
-            take = min(FRAME_SAMPLES - filled, len(head) - self._play_offset)
-            out[filled:filled + take] = head[self._play_offset:self._play_offset + take]
-            filled += take
-            self._play_offset += take
-            if self._play_offset >= len(head):
-                self._play.popleft()
-                self._play_offset = 0
+        self._play.read_into(out)
         for item in self._overlays:
             samples, offset = item
             take = min(FRAME_SAMPLES, len(samples) - offset)
