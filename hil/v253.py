@@ -37,6 +37,7 @@ from gateway.media.wavfile import read_wav, resample, write_wav
 from hil.emulator_base import ThreadedEmulator
 from hil.gsm.mixer import DTMF_FREQS, ClipQueue, frame_clock, pcm_samples
 from hil.gsm.ports import ByIdLinks, PortSpec, Pty, UsbIdentity, by_id_name, inventory_row
+from hil.v250 import clean_line, command_parts, frame_code
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -50,8 +51,6 @@ DTMF_DIGITS = "0123456789*#ABCD"
 # Conexant repeats the digit inside its /…~ bracket about every 70 ms while the tone lasts.
 SHIELD_REPEAT = 0.07
 DTMF_TONE = 0.1
-NUMERIC_RESULTS = {"OK": "0", "CONNECT": "1", "RING": "2", "NO CARRIER": "3", "ERROR": "4",
-                   "NO DIALTONE": "6", "BUSY": "7", "NO ANSWER": "8"}
 OUTCOMES = ("answer", "busy", "no_answer", "no_dialtone")
 # Commands the USR reference answers with "ERROR … if not in Voice Mode" (T11k).
 VOICE_ONLY = {"VSM", "VLS", "VTX", "VRX", "VTR", "VTS", "VSD", "VGT", "VGR", "VIT", "VRA", "VRN",
@@ -469,25 +468,13 @@ class V253Emulator(ThreadedEmulator):
         for line in lines or []:
             self._log("<", line)
         self._log("<", final)
-        text = ""
-        if self._verbose:
-            for line in lines or []:
-                text += f"\r\n{line}\r\n"
-            text += f"\r\n{final}\r\n"
-        else:
-            text += "".join(f"{line}\r\n" for line in lines or [])
-            code = NUMERIC_RESULTS.get(final)
-            text += f"{code}\r" if code is not None else f"{final}\r\n"
+        frame = "\r\n{}\r\n" if self._verbose else "{}\r\n"
+        text = "".join(frame.format(line) for line in lines or []) + frame_code(final, self._verbose)
         self._write(text.encode("latin-1"))
 
     def _unsolicited(self, line: str) -> None:
         self._log("<", line)
-        if self._verbose:
-            self._write(f"\r\n{line}\r\n".encode("latin-1"))
-        elif line in NUMERIC_RESULTS:
-            self._write(f"{NUMERIC_RESULTS[line]}\r".encode())
-        else:
-            self._write(f"{line}\r\n".encode("latin-1"))
+        self._write(frame_code(line, self._verbose).encode("latin-1"))
 
     def _event(self, code: str) -> None:
         """A DLE-shielded event to the host (voice mode only; data mode has no such reports)."""
@@ -550,14 +537,7 @@ class V253Emulator(ThreadedEmulator):
             self._consume(held)
 
     def _command_line(self, raw: bytes) -> None:
-        chars: list[str] = []
-        for ch in raw.decode("latin-1"):
-            if ch == "\x08":
-                if chars:
-                    chars.pop()
-            elif ch >= " ":
-                chars.append(ch)
-        text = "".join(chars).strip()
+        text = clean_line(raw)
         if not text:
             return
         start = text.upper().find("AT")
@@ -589,23 +569,8 @@ class V253Emulator(ThreadedEmulator):
     def _execute(self, body: str) -> _Result:
         """A V.250 command line: basic commands back to back, extended ones split by ';'."""
         result = _Result()
-        pos = 0
         try:
-            while pos < len(body):
-                ch = body[pos].upper()
-                if ch in " ;":
-                    pos += 1
-                    continue
-                if ch in "+-#":
-                    end = body.find(";", pos)
-                    end = len(body) if end < 0 else end
-                    part = self._extended(body[pos], body[pos + 1:end])
-                    pos = end
-                elif ch == "D":
-                    part = self._dial(body[pos + 1:])
-                    pos = len(body)
-                else:
-                    part, pos = self._basic(body, pos)
+            for part in command_parts(body, "+-#", self._extended, self._dial, self._basic):
                 result.lines += part.lines
                 result.delay += part.delay
                 if part.final != "OK" or part.stream is not None:
@@ -686,7 +651,8 @@ class V253Emulator(ThreadedEmulator):
     def _answer_text(self, name: str, value: str) -> str:
         return f"+{name}: {value}" if self.dialect.prefixed_answers else value
 
-    def _extended(self, prefix: str, text: str) -> _Result:
+    def _extended(self, command: str) -> _Result:
+        prefix, text = command[0], command[1:]
         end = 0
         while end < len(text) and (text[end].isalnum() or text[end] == "_"):
             end += 1

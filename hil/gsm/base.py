@@ -14,6 +14,7 @@ from typing import Callable
 from hil.emulator_base import ThreadedEmulator
 from hil.gsm.audio import AudioSide, PtyAudioSide
 from hil.gsm.ports import ByIdLinks, PortSpec, Pty, UsbIdentity, by_id_name, inventory_row
+from hil.v250 import clean_line, frame_code
 
 _LOGGER = logging.getLogger("hil.gsm")
 
@@ -24,10 +25,6 @@ AT_LINE_LIMIT = 1024
 
 CTRL_Z = 0x1A
 ESC = 0x1B
-
-# V.250 numeric result codes for ATV0.
-NUMERIC_RESULTS = {"OK": "0", "CONNECT": "1", "RING": "2", "NO CARRIER": "3", "ERROR": "4",
-                   "NO DIALTONE": "6", "BUSY": "7", "NO ANSWER": "8"}
 
 # 27.007 §9.2 texts for AT+CMEE=2.
 CME_TEXT = {
@@ -301,14 +298,12 @@ class EmulatorBase(ThreadedEmulator):
             self._held_urcs.append((line, crcr))     # a command is running: its response goes first
             return
         self._log(channel, "<", line)
-        if channel.verbose:
-            s3, s4 = chr(channel.sregs[3]), chr(channel.sregs[4])
-            sep = s3 + s3 + s4 if crcr else s3 + s4
-            self._write(channel, f"{sep}{line}{sep}".encode("latin-1", "replace"))
-        elif line in NUMERIC_RESULTS:
-            self._write(channel, f"{NUMERIC_RESULTS[line]}{chr(channel.sregs[3])}".encode())
+        if channel.verbose and crcr:
+            sep = chr(channel.sregs[3]) + channel.crlf
+            text = f"{sep}{line}{sep}"
         else:
-            self._write(channel, f"{line}{channel.crlf}".encode("latin-1", "replace"))
+            text = frame_code(line, channel.verbose, channel.crlf)
+        self._write(channel, text.encode("latin-1", "replace"))
 
     def _urc_channel(self) -> AtChannel:
         return self._primary
@@ -339,13 +334,7 @@ class EmulatorBase(ThreadedEmulator):
             else:
                 units.append((line, line + end))
         if not channel.quiet:
-            final = result.final
-            if channel.verbose:
-                units.append((final, f"{crlf}{final}{crlf}"))
-            elif final in NUMERIC_RESULTS:
-                units.append((final, f"{NUMERIC_RESULTS[final]}{s3}"))
-            else:
-                units.append((final, f"{final}{crlf}"))
+            units.append((result.final, frame_code(result.final, channel.verbose, crlf)))
         if channel.primary and self._urc_inside and units:
             line = self._urc_inside.pop(0)
             framed = f"{crlf}{line}{crlf}" if channel.verbose else f"{line}{crlf}"
@@ -419,15 +408,7 @@ class EmulatorBase(ThreadedEmulator):
 
     @staticmethod
     def _clean(channel: AtChannel, raw: bytes) -> str:
-        chars: list[str] = []
-        backspace = chr(channel.sregs[5])
-        for ch in raw.decode("latin-1"):
-            if ch == backspace:
-                if chars:
-                    chars.pop()
-            elif ch >= " ":
-                chars.append(ch)
-        return "".join(chars).strip()
+        return clean_line(raw, chr(channel.sregs[5]))
 
     def _command_text(self, channel: AtChannel, text: str) -> None:
         start = text.upper().find("AT")

@@ -18,6 +18,7 @@ from hil.gsm.base import (CME_INVALID_PARAMS, CME_NOT_ALLOWED, CME_NOT_SUPPORTED
 from hil.gsm.faults import FaultsMixin
 from hil.gsm.mixer import AudioEngine, dtmf_tone, pcm_samples
 from hil.gsm.sms import SmsMixin
+from hil.v250 import command_parts
 
 DTMF_DIGITS = "0123456789*#ABCD"
 OUTCOMES = ("answer", "busy", "no_answer", "reject", "no_carrier")
@@ -304,22 +305,8 @@ class GsmEmulator(FaultsMixin, SmsMixin, EmulatorBase):
         """Run a V.250 command line: basic commands back to back, extended ones split by ';'."""
         self._ch = channel
         result = Result()
-        pos = 0
         try:
-            while pos < len(body):
-                ch = body[pos].upper()
-                if ch in " ;":
-                    pos += 1
-                    continue
-                if ch in "+^$*%":
-                    end = self._extended_end(body, pos)
-                    part = self._extended(body[pos:end])
-                    pos = end
-                elif ch == "D":
-                    part = self._dial(body[pos + 1:])
-                    pos = len(body)
-                else:
-                    part, pos = self._basic(body, pos)
+            for part in command_parts(body, "+^$*%", self._extended, self._dial, self._basic, self._extended_end):
                 if isinstance(part, Prompt):
                     return part
                 result.lines += part.lines
