@@ -13,9 +13,10 @@ import errno
 import logging
 import os
 import termios
-import threading
 
 import serial
+
+from gateway.transport.link_support import DrainWaiters, open_in_thread
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class SerialLink:
         self._rbuf = bytearray()
         self._wbuf = bytearray()
         self._read_waiter: asyncio.Future[None] | None = None
-        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._drainers = DrainWaiters(loop)
         self._reading = False
         self._writing = False
         self._dropped = 0
@@ -124,13 +125,7 @@ class SerialLink:
         """Wait until the queued output is small again (or the port is gone)."""
         if self._closed or len(self._wbuf) <= WRITE_HIGH_WATER:
             return
-        waiter = self._loop.create_future()
-        self._drain_waiters.append(waiter)
-        try:
-            await waiter
-        finally:
-            if waiter in self._drain_waiters:
-                self._drain_waiters.remove(waiter)
+        await self._drainers.wait()
 
     def close(self) -> None:
         """Release the port; a pending read() returns what was buffered, then b""."""
@@ -176,7 +171,7 @@ class SerialLink:
                             self.path, self._dropped)
                 self._dropped = 0
         if len(self._wbuf) <= WRITE_LOW_WATER:
-            self._wake_drainers()
+            self._drainers.wake_all()
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -204,54 +199,24 @@ class SerialLink:
             except (OSError, serial.SerialException) as exc:
                 log.debug("closing %s: %s", self.path, exc)
         self._wake_reader()
-        self._wake_drainers()
+        self._drainers.wake_all()
 
     def _wake_reader(self) -> None:
         if self._read_waiter is not None and not self._read_waiter.done():
             self._read_waiter.set_result(None)
-
-    def _wake_drainers(self) -> None:
-        for waiter in self._drain_waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        self._drain_waiters.clear()
 
 
 async def open_serial(path: str, baudrate: int = 115200, *,
                       open_timeout: float = OPEN_TIMEOUT) -> SerialLink:
     """Open `path` as a raw 8N1 port at `baudrate`; SerialOpenError names the path and reason."""
     loop = asyncio.get_running_loop()
-    opened: asyncio.Future[serial.Serial] = loop.create_future()
-
-    def deliver(port: serial.Serial | None, exc: BaseException | None) -> None:
-        if opened.done():  # the caller gave up waiting: nobody will ever close this port
-            if port is not None:
-                port.close()
-        elif exc is not None:
-            opened.set_exception(exc)
-        else:
-            opened.set_result(port)
-
-    def open_in_thread() -> None:
-        port, failure = None, None
-        try:
-            port = serial.Serial(path, baudrate, timeout=0, exclusive=True)
-        except Exception as exc:  # everything pyserial raises becomes SerialOpenError below
-            failure = exc
-        try:
-            loop.call_soon_threadsafe(deliver, port, failure)
-        except RuntimeError:  # the loop is closed
-            if port is not None:
-                port.close()
-
-    # A daemon thread, not the default executor: a thread stuck in open() must not block shutdown.
-    threading.Thread(target=open_in_thread, name=f"open {path}", daemon=True).start()
     try:
-        port = await asyncio.wait_for(opened, open_timeout)
+        port = await open_in_thread(lambda: serial.Serial(path, baudrate, timeout=0, exclusive=True),
+                                    serial.Serial.close, f"open {path}", open_timeout)
     except TimeoutError:
         raise SerialOpenError(path, f"open() did not return within {open_timeout} s",
                               errno.ETIMEDOUT) from None
-    except Exception as exc:
+    except Exception as exc:  # everything pyserial raises becomes SerialOpenError
         raise _open_error(path, exc) from exc
     try:
         _make_nonblocking_raw(port)

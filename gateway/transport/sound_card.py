@@ -22,6 +22,7 @@ from collections import deque
 from typing import Any
 
 from gateway.clock import SYSTEM_CLOCK, Clock
+from gateway.transport.link_support import DrainWaiters, open_in_thread
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ class SoundCardLink:
         self._wq: deque[bytes] = deque()
         self._partial = bytearray()
         self._read_waiter: asyncio.Future[None] | None = None
-        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._drainers = DrainWaiters(loop)
         self._stream_closed = threading.Event()
         self._watchdog: asyncio.Task[None] | None = None
         self._closed = False
@@ -179,13 +180,7 @@ class SoundCardLink:
         """Wait until the playback queue is short again (or the card is gone)."""
         if self._closed or len(self._wq) <= WRITE_HIGH_WATER:
             return
-        waiter = self._loop.create_future()
-        self._drain_waiters.append(waiter)
-        try:
-            await waiter
-        finally:
-            if waiter in self._drain_waiters:
-                self._drain_waiters.remove(waiter)
+        await self._drainers.wait()
 
     def close(self) -> None:
         """Stop and release the card (in a background thread); a pending read() returns b""."""
@@ -265,8 +260,8 @@ class SoundCardLink:
             self._capture_overruns += 1
         if self._read_waiter is not None and not self._read_waiter.done():
             self._read_waiter.set_result(None)
-        if self._drain_waiters and len(self._wq) <= WRITE_LOW_WATER:
-            self._wake_drainers()
+        if self._drainers and len(self._wq) <= WRITE_LOW_WATER:
+            self._drainers.wake_all()
 
     async def _watch(self) -> None:
         seen = self._callbacks_cb
@@ -293,7 +288,7 @@ class SoundCardLink:
             self._watchdog.cancel()
         if self._read_waiter is not None and not self._read_waiter.done():
             self._read_waiter.set_result(None)
-        self._wake_drainers()
+        self._drainers.wake_all()
         if self._stream is not None:
             self._release_in_thread(self._stream)
 
@@ -318,12 +313,6 @@ class SoundCardLink:
         finally:
             self._stream_closed.set()
 
-    def _wake_drainers(self) -> None:
-        for waiter in self._drain_waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        self._drain_waiters.clear()
-
 
 async def open_sound_card(device: str, *, sample_rate: int = 8000, frame_ms: int = 20,
                           device_rate: int | None = None, clock: Clock = SYSTEM_CLOCK,
@@ -338,32 +327,12 @@ async def open_sound_card(device: str, *, sample_rate: int = 8000, frame_ms: int
     loop = asyncio.get_running_loop()
     link = SoundCardLink(device, loop, sample_rate=sample_rate, frame_ms=frame_ms, clock=clock,
                          stall_timeout=stall_timeout)
-    opened: asyncio.Future[Any] = loop.create_future()
 
-    def deliver(stream: Any, exc: BaseException | None) -> None:
-        if opened.done():  # the caller gave up waiting: nobody will ever close this stream
-            if stream is not None:
-                link._release_in_thread(stream)
-        elif exc is not None:
-            opened.set_exception(exc)
-        else:
-            opened.set_result(stream)
+    def open_stream() -> Any:
+        return _open_stream(link, device, sample_rate, frame_ms, device_rate, latency, open_timeout)
 
-    def open_in_thread() -> None:
-        stream, failure = None, None
-        try:
-            stream = _open_stream(link, device, sample_rate, frame_ms, device_rate, latency, open_timeout)
-        except BaseException as exc:  # everything becomes SoundCardOpenError below
-            failure = exc
-        try:
-            loop.call_soon_threadsafe(deliver, stream, failure)
-        except RuntimeError:  # the loop is closed
-            if stream is not None:
-                link._release(stream)
-
-    threading.Thread(target=open_in_thread, name=f"open {device}", daemon=True).start()
     try:
-        link._stream = await asyncio.wait_for(opened, open_timeout)
+        link._stream = await open_in_thread(open_stream, link._release_in_thread, f"open {device}", open_timeout)
     except TimeoutError:
         raise SoundCardOpenError(device, f"open did not finish within {open_timeout} s") from None
     except SoundCardOpenError:
