@@ -1,5 +1,5 @@
-"""Pieces the device links (serial_port.py, sound_card.py) share: tasks parked in drain() until the
-output queue is short again, and opening a device in a daemon thread the caller may give up on."""
+"""Pieces the device links (serial_port.py, sound_card.py) share: tasks parked in read() or drain()
+until the link wakes them, and opening a device in a daemon thread the caller may give up on."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Callable, TypeVar
 T = TypeVar("T")
 
 
-class DrainWaiters:
-    """Tasks waiting in a link's drain(); wake_all() releases every one of them."""
+class Waiters:
+    """Tasks parked in a link's read() or drain(); wake_all() releases every one of them."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop

@@ -16,7 +16,7 @@ import termios
 
 import serial
 
-from gateway.transport.link_support import DrainWaiters, open_in_thread
+from gateway.transport.link_support import Waiters, open_in_thread
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,8 @@ class SerialLink:
         self._loop = loop
         self._rbuf = bytearray()
         self._wbuf = bytearray()
-        self._read_waiter: asyncio.Future[None] | None = None
-        self._drainers = DrainWaiters(loop)
+        self._reader = Waiters(loop)
+        self._drainers = Waiters(loop)
         self._reading = False
         self._writing = False
         self._dropped = 0
@@ -77,16 +77,12 @@ class SerialLink:
 
     async def read(self) -> bytes:
         """Wait for at least one byte; b"" once the port is gone and everything was read."""
-        if self._read_waiter is not None:
+        if self._reader:
             raise RuntimeError(f"read() on {self.path} is already waiting in another task")
         while not self._rbuf:
             if self._closed:
                 return b""
-            self._read_waiter = self._loop.create_future()
-            try:
-                await self._read_waiter
-            finally:
-                self._read_waiter = None
+            await self._reader.wait()
         data = bytes(self._rbuf)
         self._rbuf.clear()
         if not self._reading and not self._closed:
@@ -152,7 +148,7 @@ class SerialLink:
         if len(self._rbuf) >= READ_BUFFER_LIMIT:
             self._loop.remove_reader(self._fd)
             self._reading = False
-        self._wake_reader()
+        self._reader.wake_all()
 
     def _on_writable(self) -> None:
         try:
@@ -198,12 +194,8 @@ class SerialLink:
                 port.close()
             except (OSError, serial.SerialException) as exc:
                 log.debug("closing %s: %s", self.path, exc)
-        self._wake_reader()
+        self._reader.wake_all()
         self._drainers.wake_all()
-
-    def _wake_reader(self) -> None:
-        if self._read_waiter is not None and not self._read_waiter.done():
-            self._read_waiter.set_result(None)
 
 
 async def open_serial(path: str, baudrate: int = 115200, *,

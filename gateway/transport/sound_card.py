@@ -22,7 +22,7 @@ from collections import deque
 from typing import Any
 
 from gateway.clock import SYSTEM_CLOCK, Clock
-from gateway.transport.link_support import DrainWaiters, open_in_thread
+from gateway.transport.link_support import Waiters, open_in_thread
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +121,8 @@ class SoundCardLink:
         self._rq: deque[bytes] = deque()
         self._wq: deque[bytes] = deque()
         self._partial = bytearray()
-        self._read_waiter: asyncio.Future[None] | None = None
-        self._drainers = DrainWaiters(loop)
+        self._reader = Waiters(loop)
+        self._drainers = Waiters(loop)
         self._stream_closed = threading.Event()
         self._watchdog: asyncio.Task[None] | None = None
         self._closed = False
@@ -144,16 +144,12 @@ class SoundCardLink:
     async def read(self) -> bytes:
         """Wait for captured audio: every whole frame captured since the last call, joined; b"" once
         the card is gone and everything was read."""
-        if self._read_waiter is not None:
+        if self._reader:
             raise RuntimeError(f"read() on sound card {self.device!r} is already waiting in another task")
         while not self._rq:
             if self._closed:
                 return b""
-            self._read_waiter = self._loop.create_future()
-            try:
-                await self._read_waiter
-            finally:
-                self._read_waiter = None
+            await self._reader.wait()
         data = b"".join(self._rq)
         self._rq.clear()
         return data
@@ -258,8 +254,7 @@ class SoundCardLink:
         if len(self._rq) > READ_QUEUE_FRAMES:
             self._rq.popleft()
             self._capture_overruns += 1
-        if self._read_waiter is not None and not self._read_waiter.done():
-            self._read_waiter.set_result(None)
+        self._reader.wake_all()
         if self._drainers and len(self._wq) <= WRITE_LOW_WATER:
             self._drainers.wake_all()
 
@@ -286,8 +281,7 @@ class SoundCardLink:
         self._wq.clear()
         if self._watchdog is not None and self._watchdog is not asyncio.current_task(self._loop):
             self._watchdog.cancel()
-        if self._read_waiter is not None and not self._read_waiter.done():
-            self._read_waiter.set_result(None)
+        self._reader.wake_all()
         self._drainers.wake_all()
         if self._stream is not None:
             self._release_in_thread(self._stream)
