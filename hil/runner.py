@@ -76,8 +76,7 @@ class RunResult:
 class Observer:
     """Listener of the Line under test: every event with the monotonic time it arrived."""
 
-    def __init__(self, line_ref: Callable[[], Line | None]) -> None:
-        self._line = line_ref
+    def __init__(self) -> None:
         self.states: list[tuple[float, str, str | None, str]] = []
         self.incoming: list[tuple[float, object]] = []
         self.ended: list[tuple[float, object]] = []
@@ -138,7 +137,7 @@ class ScenarioRun:
         self.progress = progress
         self.line: Line | None = None
         self.far: FarEnd | None = None
-        self.obs = Observer(lambda: self.line)
+        self.obs = Observer()
         self._line_task: asyncio.Task | None = None
         self._dial: asyncio.Task | None = None
         self._witness: tuple[Line, FarEnd, Observer, asyncio.Task] | None = None
@@ -251,6 +250,9 @@ class ScenarioRun:
             return await asyncio.wait_for(self._far(step), SMS_TIMEOUT if step.action == "send_sms" else ACTION_TIMEOUT)
         if step.side == "line":
             return await asyncio.wait_for(self._line_action(step), SMS_TIMEOUT if step.action == "send_sms" else ACTION_TIMEOUT)
+        if step.side == "wait":
+            await asyncio.sleep(step.args["seconds"])
+            return None
         return await self._witness_call(step)
 
     # --- far side -----------------------------------------------------------------------------
@@ -370,10 +372,6 @@ class ScenarioRun:
     def _check_ended(self, a) -> tuple[bool, str]:
         reasons = a["reason"] if isinstance(a["reason"], list) else [a["reason"]]
         ended = [c.end_reason for _, c in self._since(self.obs.ended)]
-        current = self.line.call
-        if current is not None and current.ended and current.ended_at is not None and current.end_reason not in ended \
-                and current.direction == "outbound":
-            ended.append(current.end_reason)      # outbound calls end without an incoming announcement
         if any(r in reasons for r in ended):
             return True, f"call ended: {next(r for r in ended if r in reasons)}"
         return False, f"calls ended since the last action: {ended}" if ended else \
@@ -458,7 +456,7 @@ class ScenarioRun:
             if pair is None:
                 raise StepFailed("this target has no witness line")
             setup, far = pair
-            obs = Observer(lambda: None)
+            obs = Observer()
             wline = self._make_line("witness", setup, obs)
             self._witness = (wline, far, obs, asyncio.create_task(wline.run()))
         wline, far, obs, _ = self._witness
@@ -477,7 +475,7 @@ class ScenarioRun:
         await until(lambda: wline.state == LineState.IDLE, "line idle")
         number = self.target.values["far_number"]
         await far.ring(number, self.target.values["line_number"])
-        await until(lambda: any(c.caller == number for _, c in obs.incoming if _ >= began), "incoming call")
+        await until(lambda: any(c.caller == number for t, c in obs.incoming if t >= began), "incoming call")
         await wline.answer()
         await far.send_dtmf("7")
         await until(lambda: [d for t, d in obs.digits if t >= began] == ["7"], "DTMF 7")

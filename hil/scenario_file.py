@@ -1,7 +1,8 @@
 """HIL scenario files (hil/scenarios/*.toml): one behaviour of a phone line described from the outside,
 as steps on two sides — `far` (the other end of the line: the emulator's scripting API, or a second real
-modem), `line` (the Line under test), `expect` (what must be observed, with a time bound) and `witness`
-(a second, healthy line that must keep working) — and the capabilities the scenario needs.
+modem), `line` (the Line under test), `expect` (what must be observed, with a time bound), `witness`
+(a second, healthy line that must keep working) and `wait` (real time passing) — and the capabilities
+the scenario needs.
 
 Loading checks every step against STEP_KINDS below; every error names the file and the key, e.g.
 `outbound_busy.toml: steps[2].outcome: 'bussy' is not one of answer, busy, no_answer, reject`.
@@ -30,8 +31,9 @@ REGISTRATIONS = ("home", "roaming", "searching", "denied", "unregistered", "unkn
 FAULTS = ("unplug", "replug", "reset", "wedge", "no_answer", "garbage", "urc_inside_response",
           "lose_registration", "regain_registration", "sim_missing", "slow")
 # Capabilities a scenario may name in [scenario] needs (more are derived from its steps).
+# imei: the modem has an identity (IMEI) by which a line can find it again under a new /dev name.
 CAPABILITIES = ("inbound", "outbound", "audio", "caller_id", "dtmf_in", "dtmf_out", "sms", "registration",
-                "witness", "transcript") + FAULTS
+                "imei", "witness", "transcript") + FAULTS
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,10 @@ STEP_KINDS: dict[str, dict[str, dict[str, Key]]] = {
     "witness": {
         "call": {"during": Key(list, False, default=[])},
     },
+    # wait = "pause": let real time pass (a person takes seconds to plug a modem back in)
+    "wait": {
+        "pause": {"seconds": Key(float)},
+    },
 }
 SIDES = tuple(STEP_KINDS)
 
@@ -104,7 +110,7 @@ class ScenarioError(ValueError):
 @dataclass(frozen=True)
 class Step:
     index: int
-    side: str                   # far | line | expect | witness
+    side: str                   # far | line | expect | witness | wait
     action: str
     args: dict
     within: float | None = None     # expect steps only
@@ -167,7 +173,11 @@ def load_scenarios(directory: Path = SCENARIO_DIR) -> list[Scenario]:
 
 def load_scenario(path: Path | str) -> Scenario:
     path = Path(path)
-    root = TomlTable(read_toml(path, ScenarioError), Path(path.name), ScenarioError)
+    try:
+        data = read_toml(path, ScenarioError)
+    except ScenarioError as exc:        # name the file as every other error does
+        raise ScenarioError(str(exc).replace(str(path), path.name, 1)) from None
+    root = TomlTable(data, Path(path.name), ScenarioError)
     head = root.table("scenario")
     title = head.get("title", str)
     proves = head.get("proves", str)

@@ -21,6 +21,9 @@ from hil.far_end import GSM_FAULTS, V253_FAULTS, EmulatorFar, FarEnd, FarRecorde
 EMULATORS_FILE = Path(__file__).resolve().parent / "emulators.toml"
 V253_BUSY_INTERVAL = 0.3        # seconds between busy-tone cadences after the far end hangs up
 WITNESS_IMEI = "990000000000017"
+# A GSM module takes 10-25 s to come back after AT+CFUN=1,1; the emulated one takes this long, longer
+# than the line's first reopen back-off, so the line sees the ports gone as it would on hardware.
+RESET_SECONDS = 3.0
 
 
 class TargetError(ValueError):
@@ -105,7 +108,8 @@ class EmulatedModem:
             self.card.open()        # PortAudio must see the card before the line opens it
         if plan.emulator == "gsm":
             from hil.gsm import create
-            options: dict[str, Any] = {"ring_interval": ring, "by_id_dir": self.by_id_dir, "usb_path": location}
+            options: dict[str, Any] = {"ring_interval": ring, "by_id_dir": self.by_id_dir, "usb_path": location,
+                                       "reset_seconds": RESET_SECONDS}
             if imei:
                 options["imei"] = imei
             if self.card is not None:
@@ -132,23 +136,23 @@ class EmulatedModem:
             if self.card is not None:
                 self.card.close()
 
-    def at_by_id(self) -> str | None:
-        rows = self.emulator.port_inventory()
-        for role in ("at", "modem"):
-            for row in rows:
-                if row.get("role") == role and row.get("by_id"):
-                    return row["by_id"]
-        return None
+    def by_id(self, device: str | None) -> str | None:
+        """The /dev/serial/by-id style link of one of the emulator's ttys."""
+        return next((row["by_id"] for row in self.emulator.port_inventory()
+                     if device and row.get("device") == device and row.get("by_id")), None)
 
     def line_setup(self, *, by_id: bool, busy: Callable[[], set]) -> LineSetup:
         profile = self.profile
-        at = (self.at_by_id() if by_id else None) or self.emulator.at_port
+        at = self.emulator.at_port
         if self.card is not None:
             audio = self.card.name
         elif profile.audio.transport == "serial":
             audio = self.emulator.audio_port
         else:
             audio = None
+        if by_id:
+            at = self.by_id(at) or at
+            audio = audio if self.card is not None else self.by_id(audio) or audio
 
         async def locate(identity: dict[str, str]):
             from gateway.modem.relocate import relocate
@@ -189,6 +193,8 @@ class EmulatorTarget:
             caps.add("sms")
         if self.profile.health.queries and style == "gsm":
             caps.add("registration")
+        if style == "gsm":
+            caps.add("imei")
         caps |= GSM_FAULTS if style == "gsm" else V253_FAULTS
         return frozenset(caps)
 
@@ -287,6 +293,8 @@ class HardwareTarget:
             caps.add("sms")
         if self.profile.health.queries:
             caps.add("registration")
+        if self.profile.calls.style != "v253":
+            caps.add("imei")
         return frozenset(caps)
 
     def missing(self, needs: frozenset[str]) -> str | None:
