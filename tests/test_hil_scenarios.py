@@ -30,21 +30,9 @@ REPRESENTATIVE = {
     "garbage_on_at_port": ("huawei_e17x", "v253_usr5637"),
     "registration_lost": ("simcom_sim7600",),
     "modem_replug_by_id": ("simcom_sim7600", "quectel_ec25_uac", "v253_usr5637"),
-    # Only the single-tty SIM800 until the Line checks the port it reopens: on the multi-tty modems the
-    # old AT name is often taken by another interface of the re-enumerated device (see KNOWN_DEFECTS).
-    "modem_unplug_replug": ("simcom_sim800",),
-    "modem_reset": ("simcom_sim800",),
-}
-# Runs that fail because of a defect in gateway/modem/line.py, reported to its owner; strict, so the day the
-# defect is fixed the test reports XPASS and the entry must go.
-KNOWN_DEFECTS: dict[tuple[str, str], str] = {
-    ("no_answer_to_command", "huawei_e17x"):
-        "Line._serve counts a recovery only after a failed reopen; a modem that answers again at the first "
-        "reopen after RECOVERING leaves health.recoveries at 0",
-    ("outbound_answered", "v253_conexant"):
-        "Line.send_dtmf sends AT+VTS while the V.253 line is in +VTR data mode: AtDataModeError",
-    ("outbound_answered", "v253_usr5637"):
-        "Line.send_dtmf sends AT+VTS while the V.253 line is in +VTR data mode: AtDataModeError",
+    # multi-tty modems, where the old names come back as other interfaces, and a single-tty one
+    "modem_unplug_replug": ("quectel_ec25", "simcom_sim800"),
+    "modem_reset": ("quectel_ec25_uac", "simcom_sim800"),
 }
 
 
@@ -62,10 +50,7 @@ def _matrix():
                 continue
             if name in REPRESENTATIVE and pid not in REPRESENTATIVE[name]:
                 continue
-            marks = []
-            if (name, pid) in KNOWN_DEFECTS:
-                marks.append(pytest.mark.xfail(reason=KNOWN_DEFECTS[(name, pid)], strict=True))
-            yield pytest.param(name, pid, id=f"{name}-{pid}", marks=marks)
+            yield pytest.param(name, pid, id=f"{name}-{pid}")
 
 
 def _run(name_or_scenario, profile: str) -> RunResult:

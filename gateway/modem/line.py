@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import os
 import re
 import uuid
 from collections.abc import Awaitable, Callable
@@ -40,6 +41,10 @@ _FINAL_OUTCOMES = {"BUSY": "busy", "NO ANSWER": "no_answer", "NO CARRIER": "no_c
                    "NO DIALTONE": "unreachable"}
 _RSSI_UNKNOWN = 99
 _INBAND_FORMATS = {"u8": 1, "ulaw": 4, "alaw": 5, "s16le": 133}    # V.253 ids with the same decoding
+
+
+class WrongModem(AtError):
+    """The port answered, but as another modem: its name moved to another device."""
 
 
 class SimProblem(AtError):
@@ -257,9 +262,15 @@ class Line:
         if bad:
             raise ValueError(f"line {self.id}: this modem cannot send {''.join(bad)!r} "
                              f"(it sends {self.profile.dtmf.send_digits})")
+        # a V.253 modem sends DTMF in voice command state only: leave the duplex stream, send, come back
+        resume = self._session.in_data_mode
+        if resume:
+            await self._leave_data_mode()
         for digit in digits:
             await self._session.command(self.profile.dtmf.send.format(digit=digit, index=call.index or "1"),
                                         self.profile.timeouts.default)
+        if resume and not call.ended:
+            await self._start_inband(call)
 
     async def hangup(self, reason: str = "hung_up") -> None:
         call = self.call
@@ -279,9 +290,11 @@ class Line:
 
     # --- lifecycle and recovery -----------------------------------------------------------------
     async def _serve(self) -> None:
-        failures = 0
+        failures, lost = 0, False
         while True:
             try:
+                if lost:
+                    await self._find_again()
                 await self._open_and_init()
             except (AtError, OSError) as exc:
                 self._set_state(LineState.FAILED, f"{type(exc).__name__}: {exc}")
@@ -289,18 +302,37 @@ class Line:
                 failures += 1
                 await self._escalate(failures, exc)
                 continue
-            if failures:
+            if lost:
                 self.health.recoveries += 1
-            failures = 0
+            failures, lost = 0, False
             self._set_state(LineState.IDLE)
             self._tasks.spawn(self._health_loop(), f"{self.id}-health")
             why = await self._trouble
             if self.call and not self.call.ended:
                 self._end_call("modem_lost")
             self._set_state(LineState.RECOVERING, why)
+            lost = True
             await self._teardown()
             self.health.failures += 1
             await self._clock.sleep(REOPEN_BACKOFF[0])
+
+    async def _find_again(self) -> None:
+        """After a loss, plain /dev names may now belong to another interface of the re-enumerated device
+        (or to another modem): ask the locator where this modem's ports are now. Stable links (udev's
+        /dev/callgate/..., /dev/serial/by-id/...) follow the device by themselves."""
+        if self._locate is None or not self.identity or os.path.islink(self.at_port):
+            return
+        found = await self._locate(dict(self.identity))
+        if found is None:
+            raise FileNotFoundError(f"modem {self._who()} is not back yet")
+        if found != (self.at_port, self.audio_port):
+            log.warning("line %s: modem %s is now on %s", self.id, self._who(), found[0])
+            self.health.last_recovery = f"found again on {found[0]}"
+            self.at_port, self.audio_port = found
+
+    def _who(self) -> str:
+        ident = self.identity
+        return ident.get("imei") or ident.get("usb_serial") or ident.get("model") or self.at_port
 
     async def _escalate(self, failures: int, exc: BaseException) -> None:
         """The next rung after a failed reopen: reset the modem, look for it under a new name, back off."""
@@ -311,8 +343,7 @@ class Line:
             except Exception:
                 log.exception("line %s: locating the modem failed", self.id)
             if found and (found[0] != self.at_port or found[1] != self.audio_port):
-                log.warning("line %s: modem %s found again on %s (was %s)", self.id,
-                            self.identity.get("imei") or self.identity.get("usb_serial"), found[0], self.at_port)
+                log.warning("line %s: modem %s found again on %s (was %s)", self.id, self._who(), found[0], self.at_port)
                 self.at_port, self.audio_port = found
                 self.health.last_recovery = f"found again on {found[0]}"
                 return
@@ -415,6 +446,18 @@ class Line:
                 return
 
     async def _identify(self, session: AtSession) -> None:
+        """Who answers on this port; a different IMEI than before means the name now belongs to another modem."""
+        known = self.identity.get("imei")
+        await self._ask_identity(session)
+        if not self.identity.get("usb_serial"):
+            from gateway.modem.relocate import usb_serial_of
+            self.identity["usb_serial"] = await asyncio.to_thread(usb_serial_of, self.at_port) or ""
+        if known and self.identity.get("imei") and self.identity["imei"] != known:
+            found = self.identity["imei"]
+            self.identity["imei"] = known
+            raise WrongModem(f"{self.at_port} now answers as IMEI {found}, not this line's modem {known}")
+
+    async def _ask_identity(self, session: AtSession) -> None:
         t = self.profile.timeouts.default
         for key, cmd in (("manufacturer", "AT+CGMI"), ("model", "AT+CGMM"), ("firmware", "AT+CGMR"),
                          ("imei", "AT+CGSN")):
@@ -770,7 +813,7 @@ class Line:
                     self._ended(call, None)
             return None if got.rest is None else len(chunk) - len(got.rest)
         await session.start_data(audio.enable, on_data, self.profile.timeouts.default)
-        call.audio_at = self._clock.time()
+        call.audio_at = call.audio_at or self._clock.time()
         self._pcm_on = True
         self._tasks.spawn(self._inband_writer(session, tx, call), f"{self.id}-audio-out")
 

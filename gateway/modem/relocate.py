@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 from gateway.at.errors import AtError
 from gateway.at.session import AtSession
@@ -32,6 +33,19 @@ def _pair(group: list, profile: Profile) -> tuple[str | None, str | None]:
             return at, audio
     roles = {getattr(p, "role", None): p.device for p in group}
     return roles.get("at") or roles.get("modem"), roles.get("audio")
+
+
+def usb_serial_of(path: str) -> str | None:
+    """The USB serial number of the device a port belongs to (None for a port that is not USB or unlisted)."""
+    from gateway.modem.ports import list_ports
+    real = os.path.realpath(path)
+    try:
+        ports = list_ports()
+    except Exception as exc:        # a malformed inventory must not stop a line
+        log.warning("listing serial ports failed: %s", exc)
+        return None
+    return next((p.serial_number for p in ports
+                 if p.serial_number and real in (os.path.realpath(p.device), p.device)), None)
 
 
 async def _imei_of(path: str) -> str | None:
