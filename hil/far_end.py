@@ -147,7 +147,7 @@ class EmulatorFar(FarEnd):
 
     def _dtmf_urcs(self, digit: str) -> list[str]:
         """The lines this family sends when the far end presses `digit` (its own dialect, as configured)."""
-        lines = [line for line, _ in self.emulator._dtmf_urcs(digit.upper())]
+        lines = [line for line, _ in self.emulator.dtmf_urcs(digit.upper())]
         if not lines:
             raise RuntimeError(f"{self.describe()} reports no DTMF URC for {digit!r} (detection off?)")
         return lines

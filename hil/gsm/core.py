@@ -986,10 +986,12 @@ class GsmEmulator(FaultsMixin, SmsMixin, EmulatorBase):
                 return
             if self.inband_dtmf:
                 self._audio.overlay(dtmf_tone(digit))
-            for line, crcr in self._dtmf_urcs(digit):
+            for line, crcr in self.dtmf_urcs(digit):
                 self._urc(line, crcr)
 
-    def _dtmf_urcs(self, digit: str) -> list[tuple[str, bool]]:
+    def dtmf_urcs(self, digit: str) -> list[tuple[str, bool]]:
+        """The unsolicited lines (and whether they are CR CR LF framed) this family reports a received
+        digit with, once the host enabled detection; empty when it reports none."""
         return []
 
     # ---------------------------------------------------------------- audio

@@ -149,7 +149,7 @@ class HuaweiE1752(GsmEmulator):
         self._ddtmf = values[1] == 1
         return Result()
 
-    def _dtmf_urcs(self, digit: str) -> list[tuple[str, bool]]:
+    def dtmf_urcs(self, digit: str) -> list[tuple[str, bool]]:
         return [(f"^DDTMF: {digit}", False)] if self._ddtmf else []
 
     def _c_dtmf(self, suffix: str) -> Result:

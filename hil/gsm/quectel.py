@@ -305,7 +305,7 @@ class QuectelEc25(GsmEmulator):
 
     # ---------------------------------------------------------------- DTMF
 
-    def _dtmf_urcs(self, digit: str) -> list[tuple[str, bool]]:
+    def dtmf_urcs(self, digit: str) -> list[tuple[str, bool]]:
         return [(f"+QTONEDET: {ord(digit)}", False)] if self._settings["QTONEDET"][0] else []
 
     def _x_qvts(self, suffix: str) -> Result:

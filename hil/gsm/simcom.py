@@ -155,7 +155,7 @@ class SimcomSim7600(GsmEmulator):
     def _local_hangup_result(self, call: Call) -> Result:
         return Result(self._clcc_urcs(call, 6) + [self._ended_line])
 
-    def _dtmf_urcs(self, digit: str) -> list[tuple[str, bool]]:
+    def dtmf_urcs(self, digit: str) -> list[tuple[str, bool]]:
         return [(f"+RXDTMF: {digit}", True)]
 
     # ---------------------------------------------------------------- USB PCM audio
@@ -270,7 +270,7 @@ class SimcomSim800(GsmEmulator):
     def _local_hangup_result(self, call: Call) -> Result:
         return Result(after=self._clcc_urcs(call, 6) + self._cdrind())
 
-    def _dtmf_urcs(self, digit: str) -> list[tuple[str, bool]]:
+    def dtmf_urcs(self, digit: str) -> list[tuple[str, bool]]:
         mode, _, report, _ = self._settings["DDET"]
         if not mode:
             return []
