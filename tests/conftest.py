@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import settings
 
 from tests.stack import DEMO_FLOW, Mosquitto, Stack, free_port, start_daemon, stop_daemon, wait_ready, write_config
 from hil.sim7600 import Sim7600Emulator
+
+# On a clean clone (CI) the property tests draw the same examples every run, so a landing never depends
+# on luck; on a workstation they explore new ones each run (HYPOTHESIS_PROFILE=explore forces that).
+settings.register_profile("ci", derandomize=True, database=None)
+settings.register_profile("explore")
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "explore"))
 
 
 @pytest.fixture(scope="session")
