@@ -36,11 +36,12 @@ def _run_sim7600(args: argparse.Namespace) -> int:
     server.start()
     info = {"at_port": emulator.at_port, "audio_port": emulator.audio_port, "control": server.address}
     if args.json_ports:
-        tmp = f"{args.json_ports}.tmp"
-        with open(tmp, "w") as handle:
-            json.dump(info, handle)
-        os.replace(tmp, args.json_ports)
+        _write_json(args.json_ports, info)
     print(json.dumps(info), flush=True)
+    return _serve_until_stopped(emulator, server, stop)
+
+
+def _serve_until_stopped(emulator, server, stop: threading.Event) -> int:
     try:
         while not stop.is_set() and not server.quit_requested.is_set():
             stop.wait(0.2)
@@ -85,13 +86,7 @@ def _run_modem(args: argparse.Namespace) -> int:
     server.start()
     publish()
     print(json.dumps(info()), flush=True)
-    try:
-        while not stop.is_set() and not server.quit_requested.is_set():
-            stop.wait(0.2)
-    finally:
-        server.stop()
-        emulator.stop()
-    return 0
+    return _serve_until_stopped(emulator, server, stop)
 
 
 def _run_ctl(args: argparse.Namespace) -> int:

@@ -13,17 +13,8 @@ import tty
 import pytest
 import serial
 
-from hil.sim7600 import Sim7600Emulator
 from tests.stack import DEMO_FLOW, free_port, write_config
-from tests.test_modem_detect import BY_ID_AT, sim7600_inventory, write_inventory
-
-
-@pytest.fixture
-def emulator():
-    emu = Sim7600Emulator()
-    emu.start()
-    yield emu
-    emu.stop()
+from tests.test_modem_detect import BY_ID_AT, emulator, sim7600_inventory, write_inventory  # noqa: F401 (fixture)
 
 
 @pytest.fixture
