@@ -1,7 +1,8 @@
 """The daemon: reads the config, builds broker, MQTT API, center, lines and dashboard, and wires them.
 
 Lines report calls here; each call becomes a ContactSession; Center events become MQTT state; agent
-commands come back through the CommandHandler. One Supervisor owns every background task.
+commands come back through the CommandHandler; SMS and the technician's operations go to LineServices.
+One Supervisor owns every background task.
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ import json
 import logging
 import os
 import signal
-import uuid
 from pathlib import Path
 
 from gateway import __version__
 from gateway.api.audio_relay import AudioRelay
-from gateway.api.admin import AdminError, AdminHandler, Operation
+from gateway.api.admin import AdminHandler
 from gateway.api.commands import CommandHandler
 from gateway.api.publisher import StatePublisher, encode
 from gateway.api.topics import Topics
@@ -29,7 +29,8 @@ from gateway.contact import ContactSession
 from gateway.flows.validate import FlowInvalid, load_flow
 from gateway.media.prompts import PromptCache
 from gateway.media.recorder import CallRecorder
-from gateway.modem.line import Call, Line, LineState
+from gateway.line_services import LineServices
+from gateway.modem.line import Call, Line
 from gateway.modem.profile import ProfileError, load_profile
 from gateway.supervisor import Supervisor
 from gateway.transport.broker import EmbeddedBroker
@@ -49,8 +50,6 @@ class Daemon:
         self.supervisor = Supervisor()
         self.center = Center(cfg.queues, cfg.agents, clock=clock)
         self.sessions: dict[str, ContactSession] = {}
-        self.probes: dict = {}          # line id -> LineTest running on it
-        self.sms_flows: dict = {}       # line id -> flow run for each received SMS
         self.lines: dict[str, Line] = {}
         self.flows: dict[str, object] = {}
         self.line_errors: dict[str, str] = {}
@@ -89,10 +88,11 @@ class Daemon:
                                        on_hangup=self._agent_hung_up)
         self.center.subscribe(self._on_center_event)
         self.mqtt.subscribe(self.topics.all_agent_cmds, self.commands.handle, qos=1)
-        self.admin = AdminHandler(lambda t, p: self.mqtt.publish(t, p, qos=1), self.topics, self.supervisor.spawn, {
-            "line_test": Operation({"line": str, "number": str}, self._op_line_test, (("seconds", (int, float)),)),
-            "sms_send": Operation({"line": str, "number": str, "text": str}, self._op_sms_send),
-        })
+        self.services = LineServices(self.lines, {lc.id: lc.number for lc in cfg.lines}, self.store, self.prompts,
+                                     self.clock, lambda t, p: self.mqtt.publish(t, p, qos=1), self.topics,
+                                     self.supervisor.spawn)
+        self.admin = AdminHandler(lambda t, p: self.mqtt.publish(t, p, qos=1), self.topics, self.supervisor.spawn,
+                                  self.services.operations())
         self.mqtt.subscribe(self.topics.admin_cmd, self.admin.handle, qos=1)
         self.mqtt.on_connect(self.publisher.publish_all)
         await self.mqtt.start()
@@ -120,7 +120,7 @@ class Daemon:
             profile = load_profile(lc.profile)
             flow = load_flow(lc.flow)
             if lc.sms_flow is not None:
-                self.sms_flows[lc.id] = load_flow(lc.sms_flow)
+                self.services.sms_flows[lc.id] = load_flow(lc.sms_flow)
         except (ProfileError, FlowInvalid) as exc:
             detail = str(exc) if isinstance(exc, ProfileError) else "; ".join(str(i) for i in exc.issues[:5])
             self.line_errors[lc.id] = detail
@@ -129,7 +129,7 @@ class Daemon:
                                          "error": detail, "since": self.clock.time()})
             return
         self.flows[lc.id] = flow
-        audio = lc.audio_device or profile.audio.device if profile.audio.transport == "sounddevice" else lc.audio_port
+        audio = (lc.audio_device or profile.audio.device) if profile.audio.transport == "sounddevice" else lc.audio_port
         line = Line(lc.id, profile, lc.at_port, audio, self, clock=self.clock, audio_opener=self._audio_opener(profile),
                     locate=self._locator(lc, profile), health_interval=lc.health_interval, pin=lc.pin)
         self.lines[lc.id] = line
@@ -218,7 +218,7 @@ class Daemon:
             session.dtmf(digit)
 
     def audio_in(self, line: Line, call: Call, frame: bytes) -> None:
-        session = self.sessions.get(call.call_id) or self.probes.get(line.id)
+        session = self.sessions.get(call.call_id) or self.services.probes.get(line.id)
         if session is not None:
             session.audio_in(frame)
 
@@ -242,85 +242,7 @@ class Daemon:
         return locate
 
     def sms_received(self, line: Line, message) -> None:
-        """A received SMS: an event on …/line/<id>/sms and an INBOUND contact record with channel SMS."""
-        contact_id = f"sms-{uuid.uuid4().hex[:12]}"
-        event = {"contact_id": contact_id, "line": line.id, "from": message.sender, "text": message.text,
-                 "timestamp": message.timestamp.isoformat(), "parts": message.parts, "missing": list(message.missing)}
-        log.info("line %s: SMS from %s (%d part(s))", line.id, message.sender, message.parts)
-        now = self.clock.time()
-        self.store.upsert(contact_id, line_id=line.id, caller=message.sender, initiation_method="INBOUND",
-                          initiated_at=now, ended_at=now, disconnect_reason="sms_received",
-                          attributes={"channel": "SMS", "text": message.text, "parts": message.parts})
-        self.mqtt.publish(self.topics.line_sms(line.id), encode(event), qos=1)
-        if line.id in self.sms_flows:
-            self.supervisor.spawn(self._run_sms_flow(line, contact_id, message), f"sms-flow-{contact_id}")
-
-    async def _run_sms_flow(self, line: Line, contact_id: str, message) -> None:
-        from gateway.flows.interpreter import run_flow
-        from gateway.sms_contact import SmsContact
-        lc = next(lc for lc in self.cfg.lines if lc.id == line.id)
-        contact = SmsContact(contact_id, message.sender, message.text, lc.number)
-        result = await run_flow(self.sms_flows[line.id], contact, self.prompts, clock=self.clock)
-        reply, refs, error = contact.reply(), [], result.error
-        if reply:
-            try:
-                refs = await line.send_sms(message.sender, reply)
-            except Exception as exc:        # the record must say why the reply did not go
-                error = f"reply not sent: {exc}"
-                log.warning("line %s: SMS reply to %s failed: %s", line.id, message.sender, exc)
-        self.store.upsert(contact_id, flow_path=result.path_records(),
-                          attributes={"channel": "SMS", "text": message.text, "parts": message.parts,
-                                      **contact.attributes, "reply": reply, "reply_references": refs,
-                                      "flow_outcome": result.outcome, **({"flow_error": error} if error else {})})
-
-    # --- technician operations (…/admin/cmd) -------------------------------------------------------------
-    def _line_for(self, command: dict) -> Line:
-        line = self.lines.get(command["line"])
-        if line is None:
-            known = ", ".join(sorted(self.lines)) or "none"
-            raise AdminError("unknown_line", f"no running line {command['line']!r} (lines: {known})")
-        return line
-
-    async def _op_line_test(self, command: dict, progress) -> dict:
-        from gateway.modem.line_test import LineTest
-        line = self._line_for(command)
-        if line.state != LineState.IDLE:
-            raise AdminError("line_busy", f"line {line.id} is {line.state.value}; try again when it is idle")
-        test = LineTest(line, command["number"], seconds=float(command.get("seconds", 3.0)), clock=self.clock,
-                        progress=progress)
-        started = self.clock.time()
-        self.probes[line.id] = test
-        try:
-            report = await test.run()
-        except ValueError as exc:
-            raise AdminError("bad_number", str(exc)) from None
-        finally:
-            self.probes.pop(line.id, None)
-        call = test.call
-        if call is not None:
-            self.store.upsert(call.call_id, line_id=line.id, caller=call.caller, initiation_method="OUTBOUND",
-                              initiated_at=started, ended_at=call.ended_at or self.clock.time(),
-                              disconnect_reason=call.end_reason,
-                              attributes={"purpose": "line_test", "verdict": report["verdict"]},
-                              flow_path=[{"stage": s, "at": t} for s, t in call.progress])
-        return report
-
-    async def _op_sms_send(self, command: dict, progress) -> dict:
-        from gateway.modem.sms import SmsError
-        from gateway.modem.sms_pdu import split_text
-        line = self._line_for(command)
-        try:
-            encoding, parts = split_text(command["text"])
-            progress(f"sending {len(parts)} part(s) ({encoding})")
-            refs = await line.send_sms(command["number"], command["text"])
-        except (SmsError, RuntimeError, ValueError) as exc:
-            raise AdminError("sms_failed", str(exc)) from None
-        now = self.clock.time()
-        self.store.upsert(f"sms-{uuid.uuid4().hex[:12]}", line_id=line.id, caller=command["number"],
-                          initiation_method="OUTBOUND", initiated_at=now, ended_at=now, disconnect_reason="sms_sent",
-                          attributes={"channel": "SMS", "text": command["text"], "references": refs})
-        return {"line": line.id, "number": command["number"], "parts": len(parts), "encoding": encoding,
-                "references": refs}
+        self.services.sms_received(line, message)
 
     # --- Center and agents ------------------------------------------------------------------------------
     def _on_center_event(self, event: object) -> None:
