@@ -156,11 +156,6 @@ class Line:
         self.counters = {"frames_in": 0, "frames_out": 0, "late_ticks": 0}
 
     # --- public -------------------------------------------------------------------------------
-    @property
-    def session(self) -> AtSession | None:
-        """The AT session while the modem is up (SMS and diagnostics share it)."""
-        return self._session
-
     def set_audio_source(self, source: Callable[[], bytes] | None) -> None:
         """source() is asked for one outbound frame (frame_bytes) every frame_ms while audio runs."""
         self._source = source
