@@ -34,6 +34,7 @@ MAX_NORMAL_TWIST_DB = 9.0  # row (low) tone louder than column tone: accept 8, r
 MIN_TONE_FRACTION = 0.85  # share of the window's energy in the two tones (talk-off, duration)
 MAX_HARMONIC_RATIO = 0.25 # second-harmonic power over fundamental power
 MIN_RUN = 3  # consecutive valid windows: ~30 ms of tone (40 ms accepted, 23 ms rejected)
+BATCH_MS = 100  # audio gathered before analysis: numpy pays per call, not per sample
 MAX_GAP = 8  # silent windows bridged inside a digit: a 10 ms break is one digit, a 40 ms pause two
 
 _FULL_SCALE = 32768.0
@@ -91,36 +92,64 @@ class DtmfDetector:
     """Streaming detector: feed() int16 audio of any length, get the digits that have ended;
     flush() at end of stream returns a digit still sounding."""
 
-    def __init__(self, rate: int = SAMPLE_RATE):
+    def __init__(self, rate: int = SAMPLE_RATE, batch_ms: int = BATCH_MS):
         if rate <= 0 or rate * SUB_MS % 1000:
             raise ValueError(f"rate {rate} Hz does not give whole {SUB_MS} ms sub-blocks")
         self.rate = int(rate)
         self._sub = self.rate * SUB_MS // 1000
         self._win = self._sub * WINDOW_SUBS
-        self._freqs = np.array(ROW_FREQS + COL_FREQS + tuple(2 * f for f in ROW_FREQS + COL_FREQS), dtype=np.int64)
-        n = np.arange(self._sub)
-        self._basis = np.exp(-2j * np.pi * np.outer(n, self._freqs) / self.rate)  # (sub, 16)
+        self._batch = max(self._sub, self.rate * batch_ms // 1000)
+        freqs = np.array(ROW_FREQS + COL_FREQS + tuple(2 * f for f in ROW_FREQS + COL_FREQS), dtype=np.int64)
+        self._freqs = freqs
+        angle = 2 * np.pi * np.outer(np.arange(self._sub), freqs) / self.rate
+        self._basis = np.concatenate([np.cos(angle), -np.sin(angle)], axis=1)  # (sub, 32) real
+        period = self.rate // math.gcd(self.rate, self._sub)  # sub-blocks until every phase repeats
+        steps = (np.arange(period, dtype=np.int64)[:, None] * self._sub * freqs[None, :]) % self.rate
+        self._rot = np.exp(-2j * np.pi * steps / self.rate)  # sub-block k starts at phase rot[k % period]
+        fund = freqs[:8].astype(np.float64)
+        self._max_df = MAX_FREQ_DEVIATION * fund
+        self._worst_loss = np.sinc(self._max_df * self._win / self.rate) ** 2
         self._min_power = (_FULL_SCALE * 10.0 ** (MIN_LEVEL_DBFS / 20.0)) ** 2
+        self._pending: list[np.ndarray] = []
+        self._pending_size = 0
         self._tail = np.zeros(0, dtype=np.float64)
-        self._hist_y = np.zeros((0, self._freqs.size), dtype=np.complex128)
+        self._hist_y = np.zeros((0, freqs.size), dtype=np.complex128)
         self._hist_e = np.zeros(0, dtype=np.float64)
-        self._next_sample = 0  # absolute index of the first sample not yet in a sub-block
+        self._next_sub = 0  # absolute index of the next sub-block
         self._next_window = 0  # absolute index of the next window to classify
         self._cur = -1  # digit index being tracked, -1 none
         self._start = self._last = self._run = self._best = self._misses = 0
 
     def feed(self, samples: np.ndarray) -> list[DigitEvent]:
-        x = as_int16(samples).astype(np.float64)
-        buf = np.concatenate([self._tail, x]) if self._tail.size else x
+        """Add audio; returns digits that ended. Audio is analysed in batches of batch_ms, so a
+        digit is reported at most that much later than it could be."""
+        x = as_int16(samples)
+        self._pending.append(x)
+        self._pending_size += x.size
+        if self._pending_size < self._batch:
+            return []
+        return self._process()
+
+    def flush(self) -> list[DigitEvent]:
+        """Analyse what is buffered and end the stream's current digit."""
+        events = self._process() if self._pending_size else []
+        self._close(events)
+        return events
+
+    def _process(self) -> list[DigitEvent]:
+        parts = [self._tail, *self._pending] if self._tail.size else self._pending
+        buf = np.concatenate(parts).astype(np.float64) if len(parts) > 1 else parts[0].astype(np.float64)
+        self._pending, self._pending_size = [], 0
         n_sub = buf.size // self._sub
-        self._tail = buf[n_sub * self._sub :].copy()
+        self._tail = buf[n_sub * self._sub :]
         if n_sub == 0:
             return []
         blocks = buf[: n_sub * self._sub].reshape(n_sub, self._sub)
-        starts = self._next_sample + self._sub * np.arange(n_sub, dtype=np.int64)
-        self._next_sample += n_sub * self._sub
-        phase = (starts[:, None] * self._freqs[None, :]) % self.rate  # exact integer phase reference
-        y = (blocks @ self._basis) * np.exp(-2j * np.pi * phase / self.rate)
+        k = (self._next_sub + np.arange(n_sub)) % self._rot.shape[0]
+        self._next_sub += n_sub
+        r = blocks @ self._basis
+        nf = self._freqs.size
+        y = (r[:, :nf] + 1j * r[:, nf:]) * self._rot[k]
         e = np.einsum("ij,ij->i", blocks, blocks)
         ys = np.concatenate([self._hist_y, y])
         es = np.concatenate([self._hist_e, e])
@@ -130,47 +159,48 @@ class DtmfDetector:
             return []
         return self._track(self._classify(ys, es))
 
-    def flush(self) -> list[DigitEvent]:
-        events: list[DigitEvent] = []
-        self._close(events)
-        return events
-
     # --- per-window decision ------------------------------------------------------------------
 
     def _classify(self, ys: np.ndarray, es: np.ndarray) -> np.ndarray:
-        """Digit index (into DIGITS order of KEYPAD rows*4+col) per window, -1 where none."""
+        """Digit index (KEYPAD row * 4 + column) per window, -1 where none."""
         nw = ys.shape[0] - WINDOW_SUBS + 1
-        csum = np.concatenate([np.zeros((1, ys.shape[1]), complex), np.cumsum(ys, axis=0)])
-        w = csum[WINDOW_SUBS:] - csum[:nw]  # (nw, 16) window DFT values
-        ecs = np.concatenate([[0.0], np.cumsum(es)])
-        energy = ecs[WINDOW_SUBS:] - ecs[:nw]
-        mag2 = np.abs(w) ** 2
-        rows = np.argmax(mag2[:, :4], axis=1)
-        cols = np.argmax(mag2[:, 4:8], axis=1) + 4
-        idx = np.arange(nw)
-        # frequency offset from the phase advance between consecutive sub-blocks
-        adv = sum(ys[i + 1 : i + 1 + nw] * np.conj(ys[i : i + nw]) for i in range(WINDOW_SUBS - 1))
-        df_row = np.angle(adv[idx, rows]) * self.rate / (2 * np.pi * self._sub)
-        df_col = np.angle(adv[idx, cols]) * self.rate / (2 * np.pi * self._sub)
-        f_row, f_col = self._freqs[rows], self._freqs[cols]
-        dev_ok = (np.abs(df_row) <= MAX_FREQ_DEVIATION * f_row) & (np.abs(df_col) <= MAX_FREQ_DEVIATION * f_col)
-        # power (mean square) of each tone, corrected for the offset's loss in the window DFT
+        result = np.full(nw, -1)
         n = self._win
-        loss_row = np.sinc(np.clip(df_row, -MAX_FREQ_DEVIATION * f_row, MAX_FREQ_DEVIATION * f_row) * n / self.rate) ** 2
-        loss_col = np.sinc(np.clip(df_col, -MAX_FREQ_DEVIATION * f_col, MAX_FREQ_DEVIATION * f_col) * n / self.rate) ** 2
-        p_row = 2.0 * mag2[idx, rows] / (n * n) / loss_row
-        p_col = 2.0 * mag2[idx, cols] / (n * n) / loss_col
-        mean_power = energy / n
-        level_ok = (p_row >= self._min_power) & (p_col >= self._min_power)
+        w = ys[: nw, :8] + ys[1 : nw + 1, :8] + ys[2 : nw + 2, :8] + ys[3 : nw + 3, :8]
+        mean_power = (es[:nw] + es[1 : nw + 1] + es[2 : nw + 2] + es[3 : nw + 3]) / n
+        p_raw = (w.real**2 + w.imag**2) * (2.0 / (n * n))  # mean square of a tone on the bin
+        rows = np.argmax(p_raw[:, :4], axis=1)
+        cols = np.argmax(p_raw[:, 4:], axis=1) + 4
+        idx = np.arange(nw)
+        # screen: even the largest offset correction cannot bring these windows to a digit
+        hi_row = p_raw[idx, rows] / self._worst_loss[rows]
+        hi_col = p_raw[idx, cols] / self._worst_loss[cols]
+        cand = np.flatnonzero((hi_row >= self._min_power) & (hi_col >= self._min_power)
+                              & (hi_row + hi_col >= MIN_TONE_FRACTION * mean_power))
+        if cand.size == 0:
+            return result
+        rows, cols = rows[cand], cols[cand]
+        # frequency offset from the phase advance between consecutive sub-blocks
+        two = np.stack([rows, cols], axis=1)  # (c, 2)
+        seg = np.stack([ys[cand + i][np.arange(cand.size)[:, None], two] for i in range(WINDOW_SUBS)])
+        adv = (seg[1:] * np.conj(seg[:-1])).sum(axis=0)
+        df = np.angle(adv) * self.rate / (2 * np.pi * self._sub)  # (c, 2) Hz
+        max_df = self._max_df[two]
+        dev_ok = np.all(np.abs(df) <= max_df, axis=1)
+        # power of each tone, corrected for the offset's loss in the window DFT
+        loss = np.sinc(np.clip(df, -max_df, max_df) * (n / self.rate)) ** 2
+        p = p_raw[cand[:, None], two] / loss
+        harm = ys[cand[:, None], two + 8] + ys[cand[:, None] + 1, two + 8] + ys[cand[:, None] + 2, two + 8] \
+            + ys[cand[:, None] + 3, two + 8]
+        h = (harm.real**2 + harm.imag**2) * (2.0 / (n * n))
         with np.errstate(divide="ignore", invalid="ignore"):
-            twist = 10.0 * np.log10(p_col / p_row)
-            fraction = (p_row + p_col) / mean_power
-            h_row = 2.0 * mag2[idx, rows + 8] / (n * n) / p_row
-            h_col = 2.0 * mag2[idx, cols + 8] / (n * n) / p_col
-        twist_ok = (twist <= MAX_REVERSE_TWIST_DB) & (twist >= -MAX_NORMAL_TWIST_DB)
-        ok = level_ok & dev_ok & twist_ok & (fraction >= MIN_TONE_FRACTION)
-        ok &= (h_row <= MAX_HARMONIC_RATIO) & (h_col <= MAX_HARMONIC_RATIO)
-        return np.where(ok, rows * 4 + (cols - 4), -1)
+            twist = 10.0 * np.log10(p[:, 1] / p[:, 0])
+            ok = dev_ok & np.all(p >= self._min_power, axis=1)
+            ok &= (twist <= MAX_REVERSE_TWIST_DB) & (twist >= -MAX_NORMAL_TWIST_DB)
+            ok &= p.sum(axis=1) >= MIN_TONE_FRACTION * mean_power[cand]
+            ok &= np.all(h <= MAX_HARMONIC_RATIO * p, axis=1)
+        result[cand[ok]] = rows[ok] * 4 + (cols[ok] - 4)
+        return result
 
     # --- digit tracking over windows ----------------------------------------------------------
 
