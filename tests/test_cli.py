@@ -105,3 +105,20 @@ def test_dashboard_over_https_when_the_config_names_a_certificate(tmp_path, embe
             assert page.status == 200 and b"callgate" in page.read()
     finally:
         assert stop_daemon(proc) == 0
+
+
+def test_media_commands_through_callgate(tmp_path):
+    from gateway.media.dtmf import dtmf_sequence
+    from gateway.media.wavfile import write_wav
+    write_wav(tmp_path / "digits.wav", dtmf_sequence("42#"))
+    out = run("media", "dtmf", str(tmp_path / "digits.wav"), "--json")
+    assert out.returncode == 0, out.stderr
+    assert [d["digit"] for d in json.loads(out.stdout)] == ["4", "2", "#"]
+    speech = tmp_path / "speech.wav"
+    subprocess.run(["espeak-ng", "-w", str(speech), "one two three"], check=True, timeout=30)
+    out = run("media", "vad", str(speech), "--json")
+    assert out.returncode == 0, out.stderr
+    segments = json.loads(out.stdout)
+    assert len(segments) >= 1 and all(s["end"] > s["start"] for s in segments)
+    missing = run("media", "vad", str(tmp_path / "nope.wav"))
+    assert missing.returncode == 2 and "nope.wav" in missing.stderr

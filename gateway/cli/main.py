@@ -59,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_modem_parser(sub)
     from gateway.cli.line import add_parser as add_line_parser
     add_line_parser(sub)
+    p = sub.add_parser("media", help="audio files: speech segments (VAD), DTMF digits")
+    msub = p.add_subparsers(dest="media_command", required=True, metavar="SUBCOMMAND")
+    from gateway.cli import media_dtmf, media_vad
+    media_vad.add_parser(msub)
+    media_dtmf.add_parser(msub)
     from gateway.cli.hil import add_parser as add_hil_parser
     add_hil_parser(sub)
     return parser
@@ -68,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"run": cmd_run, "flow": cmd_flow, "config": cmd_config, "status": cmd_status,
                "contacts": cmd_contacts, "hash-password": cmd_hash, "web": cmd_web,
-               "modem": cmd_modem, "line": cmd_line, "sms": cmd_sms, "hil": cmd_hil}[args.command]
+               "modem": cmd_modem, "line": cmd_line, "sms": cmd_sms, "media": cmd_media, "hil": cmd_hil}[args.command]
     try:
         return handler(args) or 0
     except KeyboardInterrupt:
@@ -230,3 +235,8 @@ def cmd_sms(args) -> int:
 def cmd_hil(args) -> int:
     from gateway.cli.hil import run
     return run(args)
+
+
+def cmd_media(args) -> int:
+    from gateway.cli import media_dtmf, media_vad
+    return {"vad": media_vad.run, "dtmf": media_dtmf.run}[args.media_command](args)
