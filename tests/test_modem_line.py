@@ -208,3 +208,41 @@ def test_outbound_outcomes_and_dtmf_after_answer_on_every_gsm_family(family, pro
     # gives only BUSY or NO CARRIER
     assert outcomes["reject"] in (("rejected",) if profile_id == "huawei_e17x" else ("busy", "no_carrier"))
     assert outcomes["no_carrier"] == "no_carrier"
+
+
+@pytest.mark.parametrize("dtmf_table, sources", [
+    ('inband = "on"', "the modem's +RXDTMF and the in-band detector both hear each press"),
+    ("inband = \"auto\"\nevents = []", "a modem that reports no digits: the in-band detector alone"),
+])
+def test_in_band_dtmf_never_double_counts(tmp_path, dtmf_table, sources):
+    from hil.gsm import create
+    (tmp_path / "sim7600_inband.toml").write_text(
+        f'[profile]\nextends = "simcom_sim7600"\nid = "sim7600_inband"\n\n[dtmf]\n{dtmf_table}\n')
+    import shutil
+    shutil.copy(PROFILE.source, tmp_path / "simcom_sim7600.toml")
+    profile = load_profile(str(tmp_path / "sim7600_inband.toml"))
+    assert profile.dtmf.inband, sources
+    emu = create("simcom_sim7600", inband_dtmf=True)
+    emu.start()
+
+    async def scenario():
+        rec = Recorder()
+        line = Line("gsm1", profile, emu.at_port, emu.audio_port, rec)
+        task = asyncio.create_task(line.run())
+        try:
+            await until(lambda: line.state == LineState.IDLE, 10)
+            emu.ring("+15551230001")
+            await until(lambda: rec.events and rec.events[0][0] == "incoming", 10)
+            await line.answer()
+            await until(lambda: emu.pcm_enabled, 5)
+            await asyncio.sleep(0.3)
+            emu.send_dtmf("5#55", gap=0.3)
+            await asyncio.sleep(3.0)
+            return [d for kind, d in rec.events if kind == "dtmf"]
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    try:
+        assert asyncio.run(scenario()) == ["5", "#", "5", "5"], sources
+    finally:
+        emu.stop()

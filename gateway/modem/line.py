@@ -17,6 +17,8 @@ import logging
 import os
 import re
 import uuid
+
+import numpy as np
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -36,6 +38,7 @@ AUDIO_LATE_RESYNC = 0.2     # if the pump falls this far behind its schedule, re
 RESET_AFTER_FAILURES = 2    # the reset is tried after 2 failed reopens of an unanswering modem, then every 3rd
 LOCATE_AFTER_FAILURES = 1   # failed reopen attempts before the modem is searched under another name
 RESYNC_TIMEOUT = 2.0
+DTMF_SAME_PRESS = 0.6      # the modem's report and the in-band detector see one press at most this far apart
 END_REASON_WAIT = 1.0       # after an unanswered outbound call is released, wait this long for BUSY / NO ANSWER
 _FINAL_OUTCOMES = {"BUSY": "busy", "NO ANSWER": "no_answer", "NO CARRIER": "no_carrier",
                    "NO DIALTONE": "unreachable"}
@@ -153,6 +156,8 @@ class Line:
         self._progress: asyncio.Event = asyncio.Event()
         self._hangup_reason: str | None = None
         self._last_ring = 0.0
+        self._detector = None           # in-band DTMF detector while a call has audio, where the profile wants one
+        self._recent_digits: list[tuple[str, str, float]] = []
         self.counters = {"frames_in": 0, "frames_out": 0, "late_ticks": 0}
 
     # --- public -------------------------------------------------------------------------------
@@ -624,7 +629,7 @@ class Line:
         elif kind == "ended" and call is not None:
             self._ended(call, event.reason)
         elif kind == "dtmf" and call is not None and event.digit:
-            self._notify(self._listener.dtmf, self, call, event.digit)
+            self._digit(call, event.digit, "modem")
         elif kind in ("registration", "signal"):
             self._apply_status(event, text.split(":", 1)[0])
             self._notify(self._listener.line_changed, self)
@@ -648,6 +653,25 @@ class Line:
             self._connected(call)
         elif state == "released":
             self._ended(call, None)
+
+    def _listen_for_digits(self, call: Call, frame: bytes) -> None:
+        if self._detector is None:
+            return
+        for event in self._detector.feed(np.frombuffer(frame, dtype="<i2")):
+            self._digit(call, event.digit, "inband")
+
+    def _digit(self, call: Call, digit: str, source: str) -> None:
+        """One key press, whichever way it was noticed: the modem's report and the in-band detector may both
+        see it, a little apart in time; the second sighting of the same digit from the other source is dropped."""
+        now = self._clock.monotonic()
+        recent = self._recent_digits
+        while recent and now - recent[0][2] > DTMF_SAME_PRESS:
+            recent.pop(0)
+        if any(d == digit and src != source for d, src, _ in recent):
+            recent[:] = [r for r in recent if not (r[0] == digit and r[1] != source)]
+            return
+        recent.append((digit, source, now))
+        self._notify(self._listener.dtmf, self, call, digit)
 
     def _stage(self, call: Call, stage: str) -> None:
         if call.progress and call.progress[-1][0] == stage:
@@ -778,9 +802,17 @@ class Line:
         if call.ended or self._pcm_on:
             return
         call.audio_at = self._clock.time()
+        self._start_detector()
         self._pcm_on = True
         if self._audio_link is not None:
             self._tasks.spawn(self._audio_writer(self._audio_link, call), f"{self.id}-audio-out")
+
+    def _start_detector(self) -> None:
+        self._recent_digits = []
+        self._detector = None
+        if self.profile.dtmf.inband:
+            from gateway.media.dtmf import DtmfDetector
+            self._detector = DtmfDetector(rate=self.profile.audio.sample_rate)
 
     async def _start_inband(self, call: Call) -> None:
         """V.253: the audio shares the AT tty. Enter the full-duplex voice state and pump frames through
@@ -800,14 +832,17 @@ class Line:
                 if self._pcm_on and self.call is call and not call.ended:
                     self.counters["frames_in"] += 1
                     self._notify(self._listener.audio_in, self, call, frame)
+                    self._listen_for_digits(call, frame)
             for event in got.events:
                 if event.digit and not call.ended and debounce.accept(event.digit, self._clock.monotonic()):
-                    self._notify(self._listener.dtmf, self, call, event.digit)
+                    self._digit(call, event.digit, "modem")
                 elif event.kind in HANGUP_HINTS and not call.ended and self._hangup_reason is None:
                     log.info("line %s: far end gone (%s)", self.id, event.kind.value)
                     self._ended(call, None)
             return None if got.rest is None else len(chunk) - len(got.rest)
         await session.start_data(audio.enable, on_data, self.profile.timeouts.default)
+        if call.audio_at is None:
+            self._start_detector()
         call.audio_at = call.audio_at or self._clock.time()
         self._pcm_on = True
         self._tasks.spawn(self._inband_writer(session, tx, call), f"{self.id}-audio-out")
@@ -863,6 +898,7 @@ class Line:
                 if self._pcm_on and call is not None and not call.ended:
                     self.counters["frames_in"] += 1
                     self._notify(self._listener.audio_in, self, call, frame)
+                    self._listen_for_digits(call, frame)
 
     async def _audio_writer(self, link: SerialLink, call: Call) -> None:
         period = self.profile.audio.frame_ms / 1000

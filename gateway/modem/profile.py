@@ -71,6 +71,7 @@ class Dtmf:
     send: str
     send_digits: str
     events: tuple[EventRule, ...]
+    inband: bool = False        # also detect digits in the caller's audio (auto: when the modem reports none)
 
     def decode(self, line: str) -> str | None:
         """The digit carried by a DTMF URC line, or None if the line is not one."""
@@ -208,6 +209,15 @@ def _merged(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     return lay(_merged(base_path, seen + (path,)), data)
 
 
+def _dtmf(d: TomlTable, audio: Audio) -> Dtmf:
+    events = _rules(d, "events", ("dtmf",))
+    inband = d.choice("inband", ("auto", "on", "off")) if "inband" in d.data else "auto"
+    # a V.253 modem reports digits inside its audio stream itself (DLE codes)
+    auto = not events and audio.transport != "inband"
+    return Dtmf(send=d.get("send", str), send_digits=d.get("send_digits", str, "0123456789*#ABCD"), events=events,
+                inband=inband == "on" or (inband == "auto" and auto))
+
+
 def load_profile_file(path: Path) -> Profile:
     r = TomlTable(_merged(path), path, ProfileError)
     meta, ident, init = r.table("profile"), r.table("identify"), r.table("init")
@@ -252,8 +262,7 @@ def load_profile_file(path: Path) -> Profile:
             ring_timeout=c.get("ring_timeout", float, 8.0, check=_positive),
             events=_rules(c, "events", ("ring", "caller_id", "call_state", "dialing", "alerting", "active",
                                         "ended", "registration", "signal", "sms_stored", "sms_delivered"))),
-        dtmf=Dtmf(send=d.get("send", str), send_digits=d.get("send_digits", str, "0123456789*#ABCD"),
-                  events=_rules(d, "events", ("dtmf",))),
+        dtmf=_dtmf(d, audio),
         audio=audio,
         health=Health(interval=h.get("interval", float, 60.0, check=_positive), sim_query=h.get("sim_query", str, ""),
                       queries=h.strings("queries", ()),
