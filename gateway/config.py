@@ -71,6 +71,8 @@ class Config:
     gateway_id: str = "callgate"
     data_dir: Path = Path("var")
     recording: bool = True
+    recording_keep_days: float | None = None    # remove recordings older than this
+    recording_max_mb: float | None = None       # and the oldest beyond this total
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     web: WebConfig = field(default_factory=WebConfig)
     lines: list[LineConfig] = field(default_factory=list)
@@ -101,6 +103,9 @@ def load_config(path: str | Path) -> Config:
     cfg.gateway_id = gw.get("id", str, "callgate", check=_id)
     cfg.data_dir = base / gw.get("data_dir", str, "var")
     cfg.recording = gw.get("recording", bool, True)
+    positive = lambda v: None if v > 0 else "must be greater than 0"  # noqa: E731
+    cfg.recording_keep_days = gw.get("recording_keep_days", float, None, check=positive)
+    cfg.recording_max_mb = gw.get("recording_max_mb", float, None, check=positive)
     gw.finish()
 
     m = root.table("mqtt", {})

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 BROKER_WAIT = 10.0     # first connection to the broker; the daemon keeps retrying afterwards
 STATE_FILE = "daemon.json"
+RETENTION_INTERVAL = 3600.0   # seconds between two runs of the recording retention policy
 
 
 class Daemon:
@@ -102,6 +103,8 @@ class Daemon:
         for lc in cfg.lines:
             self._start_line(lc)
         self.supervisor.spawn(self.center.run(), "center")
+        if cfg.recording_keep_days or cfg.recording_max_mb:
+            self.supervisor.spawn(self._prune_recordings(), "recording-retention")
         self.supervisor.spawn(self.publisher.refresh_queues(), "queue-refresh")
         if cfg.web.enabled and self.ws_url:
             from gateway.web.server import DashboardServer
@@ -167,6 +170,19 @@ class Daemon:
                  "mqtt_port": self.mqtt.port, "ws_url": self.ws_url, "dashboard": self.web.url if self.web else None,
                  "started": self.started, "config": str(self.cfg.source)}
         (self.cfg.data_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
+
+    async def _prune_recordings(self) -> None:
+        """At start and every hour: the retention policy, never touching a recording being written."""
+        from gateway.media.retention import prune
+        cfg = self.cfg
+        max_bytes = int(cfg.recording_max_mb * 1_000_000) if cfg.recording_max_mb else None
+        while True:
+            in_use = {s.recording_path for s in self.sessions.values() if s.recording_path is not None}
+            removed = await asyncio.to_thread(prune, cfg.data_dir / "recordings", now=self.clock.time(),
+                                              keep_days=cfg.recording_keep_days, max_bytes=max_bytes, in_use=in_use)
+            if removed:
+                log.info("recording retention removed %d recording(s), oldest %s", len(removed), removed[0].name)
+            await self.clock.sleep(RETENTION_INTERVAL)
 
     def _close_dangling_records(self) -> None:
         """Contacts that were live when the daemon died: repair their recordings (the only ones a crash
