@@ -126,3 +126,24 @@ def test_record_survives_kill_9_right_after_upsert(tmp_path):
         assert rec["caller"] == "+15551230001" and rec["attributes"] == {"k": "v"}
     finally:
         reopened.close()
+
+
+def test_version_1_store_gains_the_new_columns_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(str(path))
+    db.executescript("""CREATE TABLE contacts (contact_id TEXT PRIMARY KEY, line_id TEXT, caller TEXT,
+        initiation_method TEXT, initiated_at REAL, enqueued_at REAL, connected_to_agent_at REAL, ended_at REAL,
+        after_contact_work_end_at REAL, queue_id TEXT, agent_id TEXT, recording_path TEXT, recording_seconds REAL,
+        disconnect_reason TEXT, flow_path TEXT, attributes TEXT, media TEXT);
+        INSERT INTO contacts (contact_id, caller, recording_path) VALUES ('old-1', '+4930', '/r/old-1.wav');
+        PRAGMA user_version=1;""")
+    db.close()
+    store = ContactStore(path)
+    assert store.get("old-1")["caller"] == "+4930"
+    store.upsert("old-1", voicemail_status="recorded", voicemail_seconds=3.5, recording_pauses=[{"at": 1.0, "seconds": 2.0}])
+    assert store.recording_removed("/r/old-1.wav", 1234.0) == 1
+    rec = store.get("old-1")
+    assert rec["recording_removed_at"] == 1234.0 and rec["voicemail_seconds"] == 3.5
+    assert rec["recording_pauses"] == [{"at": 1.0, "seconds": 2.0}]
+    store.close()
+    assert sqlite3.connect(str(path)).execute("PRAGMA user_version").fetchone()[0] == 2

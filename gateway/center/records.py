@@ -19,7 +19,7 @@ import math
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2 added the recording_* and voicemail_* columns (added in place to a version-1 store)
 
 _TIMESTAMPS = (
     "initiated_at",
@@ -28,7 +28,8 @@ _TIMESTAMPS = (
     "ended_at",
     "after_contact_work_end_at",
 )
-_JSON = ("flow_path", "attributes", "media")
+_JSON = ("flow_path", "attributes", "media", "recording_pauses")
+_NUMBERS = ("recording_seconds", "recording_removed_at", "voicemail_seconds", "voicemail_speech_seconds")
 INITIATION_METHODS = frozenset(
     {"INBOUND", "OUTBOUND", "TRANSFER", "CALLBACK", "API", "QUEUE_TRANSFER", "MONITOR", "DISCONNECT"}
 )
@@ -51,7 +52,17 @@ COLUMNS = (
     "flow_path",
     "attributes",
     "media",
+    "recording_mode",          # "stereo" (caller left, agent right) | "mono" (mixed)
+    "recording_pauses",        # [{"at": seconds into the recording, "seconds": length of the pause}]
+    "recording_removed_at",    # when the retention policy deleted the recording file
+    "voicemail_path",
+    "voicemail_seconds",       # length of the kept message after trimming
+    "voicemail_speech_seconds",
+    "voicemail_status",        # "recorded" | "no_speech" (discarded) | "hung_up_silent"...
 )
+_ADDED_IN_2 = {"recording_mode": "TEXT", "recording_pauses": "TEXT", "recording_removed_at": "REAL",
+               "voicemail_path": "TEXT", "voicemail_seconds": "REAL", "voicemail_speech_seconds": "REAL",
+               "voicemail_status": "TEXT"}
 _FIELDS = frozenset(COLUMNS) - {"contact_id"}
 
 _SCHEMA = """
@@ -72,7 +83,14 @@ CREATE TABLE IF NOT EXISTS contacts (
     disconnect_reason TEXT,
     flow_path TEXT,
     attributes TEXT,
-    media TEXT
+    media TEXT,
+    recording_mode TEXT,
+    recording_pauses TEXT,
+    recording_removed_at REAL,
+    voicemail_path TEXT,
+    voicemail_seconds REAL,
+    voicemail_speech_seconds REAL,
+    voicemail_status TEXT
 );
 CREATE INDEX IF NOT EXISTS contacts_initiated_at ON contacts (initiated_at);
 """
@@ -90,6 +108,12 @@ class ContactStore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version == 1:
+            present = {row[1] for row in self._db.execute("PRAGMA table_info(contacts)")}
+            for name, kind in _ADDED_IN_2.items():
+                if name not in present:
+                    self._db.execute(f"ALTER TABLE contacts ADD COLUMN {name} {kind}")
+            version = 0
         if version == 0:
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         elif version != SCHEMA_VERSION:
@@ -137,6 +161,14 @@ class ContactStore:
         )
         return [_decode(row) for row in rows]
 
+    def recording_removed(self, path: str, at: float) -> int:
+        """Note on the records holding ``path`` (recording or voicemail) that the file was deleted at
+        ``at``; returns how many records were marked."""
+        cur = self._conn().execute(
+            "UPDATE contacts SET recording_removed_at = ? WHERE recording_path = ? OR voicemail_path = ?",
+            (float(at), str(path), str(path)))
+        return cur.rowcount
+
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
@@ -160,7 +192,7 @@ def _encode(name: str, value: object) -> object:
             return json.dumps(value, separators=(",", ":"), allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"contact record field {name!r} is not JSON-serialisable: {exc}") from None
-    if name in _TIMESTAMPS or name == "recording_seconds":
+    if name in _TIMESTAMPS or name in _NUMBERS:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ValueError(f"contact record field {name!r} must be a finite number, got {value!r}")
         return float(value)
