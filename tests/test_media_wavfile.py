@@ -140,6 +140,33 @@ def test_resample_api() -> None:
         resample(tone, 0, 8000)
 
 
+@pytest.mark.parametrize("src,dst", [(8000, 16000), (8000, 48000), (16000, 8000), (48000, 8000), (16000, 48000), (48000, 16000)])
+def test_browser_rates_keep_speech_band_and_reject_aliases(src: int, dst: int) -> None:
+    """The agent side runs at 16 or 48 kHz: 300-3400 Hz passes within 0.5 dB; on the way down,
+    what the lower rate cannot hold is removed instead of folding back into the speech band."""
+    edge = src // 20
+    for freq in (300.0, 1000.0, 3400.0):
+        tone = sine(freq, 1.0, rate=src)
+        out = resample(tone, src, dst)
+        assert out.size == dst
+        trimmed = out[dst // 20 : -dst // 20]
+        assert abs(dominant_frequency(trimmed, rate=dst) - freq) < 2.0
+        assert abs(rms_dbfs(trimmed) - rms_dbfs(tone[edge:-edge])) < 0.5
+    if dst < src:
+        above = sine(dst / 2 + 700.0, 1.0, rate=src)   # would alias to dst/2 - 700 Hz
+        leaked = resample(above, src, dst)[dst // 20 : -dst // 20]
+        assert rms_dbfs(leaked) < rms_dbfs(above) - 50.0
+
+
+def test_integer_ratio_round_trip_at_browser_rates_is_transparent() -> None:
+    speechband = sum(sine(f, 1.0, amplitude=0.15) for f in (440.0, 1250.0, 2900.0)).astype(np.int16)
+    for rate in (16000, 48000):
+        back = resample(resample(speechband, 8000, rate), rate, 8000)
+        err = back[EDGE:-EDGE].astype(np.float64) - speechband[EDGE:-EDGE]
+        assert back.size == speechband.size
+        assert rms_dbfs(err) < rms_dbfs(speechband) - 55.0
+
+
 # --- broken files ----------------------------------------------------------------------------
 
 
