@@ -19,7 +19,7 @@ from gateway.media.frames import (
     frame_to_array,
     pcm_to_frames,
 )
-from gateway.media.tones import beep, dominant_frequency, rms_dbfs, sine
+from gateway.media.tones import beep, dominant_frequency, progress_tone, rms_dbfs, sine
 
 
 def sox_tone(tmp_path: Path, freq: float, seconds: float, gain_db: float = -6.0) -> np.ndarray:
@@ -114,3 +114,24 @@ def test_beep_is_a_faded_1khz_tone() -> None:
     assert abs(int(b[0])) < 100 and abs(int(b[-1])) < 100  # ramps, no click
     assert rms_dbfs(b[400:1600]) == pytest.approx(-9.03, abs=0.1)
     assert beep(0.1, 600.0).size == 800 and abs(dominant_frequency(beep(0.1, 600.0)) - 600.0) < 2.0
+
+
+@pytest.mark.parametrize("region,kind,freqs,on,off", [
+    ("eu", "ringback", (425.0,), 1.0, 4.0), ("eu", "busy", (425.0,), 0.5, 0.5),
+    ("us", "ringback", (440.0, 480.0), 2.0, 4.0), ("us", "busy", (480.0, 620.0), 0.5, 0.5),
+])
+def test_progress_tones_have_their_frequencies_and_cadence(region, kind, freqs, on, off) -> None:
+    period = progress_tone(kind, region)
+    assert period.dtype == np.int16 and period.size == round((on + off) * 8000)
+    tone, gap = period[: round(on * 8000)], period[round(on * 8000):]
+    assert not gap.any()
+    assert -26.0 < rms_dbfs(tone) < -16.0
+    spectrum = np.abs(np.fft.rfft(tone.astype(np.float64)))
+    bins = np.fft.rfftfreq(tone.size, 1 / 8000)
+    peaks = sorted(bins[np.argsort(spectrum)[-len(freqs):]])
+    assert np.allclose(peaks, freqs, atol=1.5)
+
+
+def test_unknown_progress_tone_is_named() -> None:
+    with pytest.raises(ValueError, match="'howler'.*'eu'"):
+        progress_tone("howler", "eu")

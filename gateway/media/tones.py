@@ -33,6 +33,28 @@ def beep(seconds: float = 0.25, freq: float = 1000.0) -> np.ndarray:
     return np.rint(tone).astype(np.int16)
 
 
+# Call-progress tones: (frequencies in Hz, cadence as on/off seconds). "eu" is the CEPT/ITU-T E.180
+# recommendation most of Europe uses; "us" is the North American precise tone plan.
+PROGRESS_TONES = {
+    "eu": {"ringback": ((425.0,), (1.0, 4.0)), "busy": ((425.0,), (0.5, 0.5)),
+           "congestion": ((425.0,), (0.2, 0.2))},
+    "us": {"ringback": ((440.0, 480.0), (2.0, 4.0)), "busy": ((480.0, 620.0), (0.5, 0.5)),
+           "congestion": ((480.0, 620.0), (0.25, 0.25))},
+}
+PROGRESS_LEVEL = 0.1  # fraction of full scale per frequency: about -23 dBFS, a typical network level
+
+
+def progress_tone(kind: str, region: str = "eu") -> np.ndarray:
+    """One cadence period (tone then silence) of a call-progress tone, to be looped; int16 at 8 kHz."""
+    try:
+        freqs, (on, off) = PROGRESS_TONES[region][kind]
+    except KeyError:
+        raise ValueError(f"no {kind!r} tone for region {region!r} (regions: {', '.join(PROGRESS_TONES)}; "
+                         f"tones: {', '.join(PROGRESS_TONES['eu'])})") from None
+    tone = sum(sine(f, on, amplitude=PROGRESS_LEVEL).astype(np.int32) for f in freqs)
+    return np.concatenate([np.asarray(tone, dtype=np.int16), np.zeros(round(off * SAMPLE_RATE), dtype=np.int16)])
+
+
 def dominant_frequency(samples: np.ndarray, rate: int = SAMPLE_RATE) -> float:
     """Frequency in Hz of the strongest spectral peak (Hann window, zero-padded FFT, log-parabolic
     interpolation between bins). 0.0 for silence or fewer than 3 samples."""
