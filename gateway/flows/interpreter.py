@@ -8,6 +8,7 @@ The interpreter never touches the modem or the queues itself; it talks to the ca
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -93,9 +94,13 @@ async def run_flow(
     *,
     clock: Clock = SYSTEM_CLOCK,
     action_timeout: float = ACTION_TIMEOUT,
+    on_step: Callable[[Step], None] | None = None,
 ) -> FlowResult:
-    """Run `flow` from its StartAction until the contact is queued, disconnected, hangs up or the flow ends."""
-    return await _Run(flow, contact, prompts, clock, action_timeout).run()
+    """Run `flow` from its StartAction until the contact is queued, disconnected, hangs up or the flow
+    ends. `on_step` sees each step as soon as its action has finished."""
+    run = _Run(flow, contact, prompts, clock, action_timeout)
+    run.on_step = on_step
+    return await run.run()
 
 
 class _Run:
@@ -107,6 +112,7 @@ class _Run:
         self.action_timeout = timeout
         self.stored_input = ""
         self.path: list[Step] = []
+        self.on_step: Callable[[Step], None] | None = None
 
     async def run(self) -> FlowResult:
         current = self.flow.start_action
@@ -119,12 +125,12 @@ class _Run:
                 async with asyncio.timeout(self.time_limit(action)):
                     result = await self.execute(action)
             except CallerHungUp:
-                self.path.append(Step(action.identifier, action.type, "hung_up", at))
+                self._step(Step(action.identifier, action.type, "hung_up", at))
                 return FlowResult("hung_up", self.path)
             except Exception as exc:  # noqa: BLE001 - any failure inside an action takes its Error branch
                 detail = _describe(exc, self.time_limit(action))
                 result = _Go("NoMatchingError", action.errors.get("NoMatchingError"), detail)
-            self.path.append(Step(action.identifier, action.type, _branch(result), at, getattr(result, "detail", None)))
+            self._step(Step(action.identifier, action.type, _branch(result), at, getattr(result, "detail", None)))
             if isinstance(result, _End):
                 return FlowResult(result.outcome, self.path)
             if result.target is None:
@@ -135,6 +141,11 @@ class _Run:
                 return FlowResult("error", self.path, message)
             current = result.target
         return FlowResult("error", self.path, f"stopped after {MAX_STEPS} steps (loop guard)")
+
+    def _step(self, step: Step) -> None:
+        self.path.append(step)
+        if self.on_step is not None:
+            self.on_step(step)
 
     def time_limit(self, action: Action) -> float:
         if action.type == "GetParticipantInput":
