@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     v = fsub.add_parser("validate", help="validate a flow file (exit 0 valid, 1 invalid)")
     v.add_argument("file")
     v.add_argument("--json", action="store_true", help="machine-readable output")
+    from gateway.cli import flow_simulate
+    flow_simulate.add_parser(fsub)
 
     p = sub.add_parser("config", help="gateway configuration")
     csub = p.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
@@ -101,6 +103,9 @@ def cmd_run(args) -> int:
 
 
 def cmd_flow(args) -> int:
+    if args.flow_command == "simulate":
+        from gateway.cli import flow_simulate
+        return flow_simulate.run(args)
     from gateway.flows.validate import validate_flow_text
     path = Path(args.file)
     try:

@@ -1,0 +1,84 @@
+"""`callgate flow simulate`: rehearse a flow with a scripted caller and print the path it takes."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sys
+from pathlib import Path
+
+
+def add_parser(fsub) -> None:
+    p = fsub.add_parser("simulate", help="rehearse a flow without a phone: the actions, prompts and branches a call would take")
+    p.add_argument("flow", help="flow JSON file")
+    p.add_argument("--caller", default="+15555550100", help="the caller's number ($.CustomerEndpoint.Address)")
+    p.add_argument("--number", default="+15555550000", help="the number called ($.SystemEndpoint.Address)")
+    p.add_argument("--digits", default="", help="keys the caller presses in order, comma-separated; an empty "
+                   "entry lets the input time out (e.g. 1,,#)")
+    p.add_argument("--at", help="date and time of the call, ISO 8601 (local time unless an offset is given)")
+    p.add_argument("--attr", action="append", default=[], metavar="KEY=VALUE", help="contact attribute (repeatable)")
+    p.add_argument("--queue-full", action="append", default=[], metavar="QUEUE", help="treat this queue as at capacity")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def run(args) -> int:
+    from gateway.flows.simulate import rehearse
+    from gateway.flows.validate import FlowInvalid, load_flow
+    try:
+        at = _parse_at(args.at) if args.at else None
+        attrs = _parse_attrs(args.attr)
+    except ValueError as exc:
+        print(f"callgate flow simulate: {exc}", file=sys.stderr)
+        return 2
+    try:
+        flow = load_flow(args.flow)
+    except FlowInvalid as exc:
+        print(f"callgate flow simulate: {args.flow} is not valid:\n{exc}", file=sys.stderr)
+        return 1
+    digits = [d.strip() for d in args.digits.split(",")] if args.digits else []
+    bad = [d for d in digits if d and (len(d) != 1 or d not in "0123456789*#ABCD")]
+    if bad:
+        print(f"callgate flow simulate: --digits: {bad[0]!r} is not a key (0-9, *, #, A-D)", file=sys.stderr)
+        return 2
+    rehearsal = asyncio.run(rehearse(flow, caller=args.caller, system_number=args.number, digits=digits,
+                                     at=at, attributes=attrs, full_queues=set(args.queue_full)))
+    if args.json:
+        from gateway.cli.output import emit_json
+        emit_json({"flow": str(Path(args.flow)), **rehearsal.as_dict()})
+    else:
+        _print(rehearsal, at)
+    return 0 if rehearsal.result.outcome != "error" else 1
+
+
+def _print(rehearsal, at: float | None) -> None:
+    start = rehearsal.steps[0][0].at if rehearsal.steps else 0.0
+    for n, (step, events) in enumerate(rehearsal.steps, 1):
+        offset = step.at - start
+        print(f"{n:>3}. +{offset:6.1f}s  {step.identifier}  [{step.type}]")
+        for event in events:
+            print(f"          {event.text}")
+        why = f"  ({step.detail})" if step.detail else ""
+        print(f"          -> {step.branch}{why}")
+    print(f"end: {rehearsal.ending}")
+    if rehearsal.attributes:
+        print("attributes: " + ", ".join(f"{k}={v}" for k, v in sorted(rehearsal.attributes.items())))
+    if rehearsal.digits_left:
+        print(f"note: keys never read: {','.join(rehearsal.digits_left)}")
+
+
+def _parse_at(text: str) -> float:
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--at {text!r}: expected ISO 8601 such as 2026-12-24T18:30 or 2026-12-24T18:30+01:00") from None
+    return when.timestamp()  # naive times are local to this machine
+
+
+def _parse_attrs(pairs: list[str]) -> dict[str, str]:
+    attrs = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--attr {pair!r}: expected KEY=VALUE")
+        attrs[key.strip()] = value
+    return attrs

@@ -1,0 +1,159 @@
+"""Rehearse a flow without a phone: the real interpreter runs against a scripted caller.
+
+The caller presses the given digits in order (an empty entry waits out the input time limit), and a
+caller who has run out of digits stays silent until the flow has timed out on them
+SILENT_TIMEOUTS times, then hangs up, so a menu that loops on timeouts still ends. Time is a
+ManualClock set to the rehearsal's date, moved on by each prompt's length and each timeout, so
+hours of operation and waits behave as they would at that moment, instantly. Prompts are not
+synthesised; the text (or the file) each would play is logged instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from gateway.clock import ManualClock
+from gateway.flows.interpreter import CallerHungUp, FlowResult, Step, run_flow
+from gateway.flows.model import Flow
+
+WORDS_PER_SECOND = 2.7  # espeak-ng at 160 wpm, for a prompt's simulated length
+SILENT_TIMEOUTS = 3
+FILE_PROMPT_SECONDS = 3.0
+
+
+@dataclass
+class Event:
+    kind: str        # "prompt" | "digit" | "timeout" | "queue" | "hangup" | "note"
+    text: str
+    at: float
+
+
+@dataclass
+class Rehearsal:
+    result: FlowResult
+    steps: list[tuple[Step, list[Event]]]
+    ending: str
+    attributes: dict[str, str]
+    queue: str | None
+    digits_left: list[str]
+
+    def as_dict(self) -> dict:
+        return {
+            "outcome": self.result.outcome, "ending": self.ending, "error": self.result.error,
+            "queue": self.queue, "attributes": self.attributes, "digits_unused": self.digits_left,
+            "steps": [{"id": s.identifier, "type": s.type, "branch": s.branch, "detail": s.detail, "at": s.at,
+                       "events": [{"kind": e.kind, "text": e.text, "at": e.at} for e in events]}
+                      for s, events in self.steps],
+        }
+
+
+class _Prompts:
+    """A PromptSource that remembers what it was asked to say and returns silence of a fitting length."""
+
+    def __init__(self, log: list[Event], clock: ManualClock, base_dir: Path) -> None:
+        self._log, self._clock, self._base = log, clock, base_dir
+        self.voice = "en-us"
+
+    async def text(self, text: str, voice: str = "en-us", *args, **kwargs) -> np.ndarray:
+        words = len(text.split())
+        self._log.append(Event("prompt", f"says ({voice}): {' '.join(text.split())}", self._clock.time()))
+        return np.zeros(max(1, round(words / WORDS_PER_SECOND * 8000)), dtype=np.int16)
+
+    def file(self, path) -> np.ndarray:
+        p = Path(path)
+        missing = "" if p.exists() else " (file not found)"
+        self._log.append(Event("prompt", f"plays file {p}{missing}", self._clock.time()))
+        return np.zeros(round(FILE_PROMPT_SECONDS * 8000), dtype=np.int16)
+
+
+@dataclass
+class SimulatedCaller:
+    """The FlowContact of a rehearsal."""
+    digits: list[str]
+    customer_number: str
+    system_number: str
+    clock: ManualClock
+    log: list[Event]
+    known_queues: set[str] | None = None
+    full_queues: set[str] = field(default_factory=set)
+    attributes: dict[str, str] = field(default_factory=dict)
+    contact_id: str = "simulated-contact"
+    queue_name: str | None = None
+    channel: str = "VOICE"
+    _silences: int = 0
+
+    async def play(self, samples: np.ndarray, *, interruptible: bool) -> str | None:
+        if interruptible and self.digits and self.digits[0] != "":
+            digit = self.digits.pop(0)
+            self.log.append(Event("digit", f"caller presses {digit} during the prompt", self.clock.time()))
+            return digit
+        self.clock.advance(samples.size / 8000)
+        return None
+
+    async def get_digit(self, timeout: float) -> str | None:
+        if self.digits:
+            digit = self.digits.pop(0)
+            if digit != "":
+                self.log.append(Event("digit", f"caller presses {digit}", self.clock.time()))
+                self._silences = 0
+                return digit
+        elif self._silences >= SILENT_TIMEOUTS:
+            self.log.append(Event("hangup", "caller hangs up (no more digits to press)", self.clock.time()))
+            raise CallerHungUp("caller hung up")
+        self._silences += 1
+        self.clock.advance(timeout)
+        self.log.append(Event("timeout", f"no key within {timeout:g} s", self.clock.time()))
+        return None
+
+    def set_queue(self, queue_ref: str) -> bool:
+        if self.known_queues is not None and queue_ref not in self.known_queues:
+            self.log.append(Event("note", f"queue {queue_ref!r} is not configured", self.clock.time()))
+            return False
+        self.queue_name = queue_ref
+        return True
+
+    async def transfer_to_queue(self) -> str:
+        if self.queue_name is None:
+            return "no_queue"
+        if self.queue_name in self.full_queues:
+            return "at_capacity"
+        self.log.append(Event("queue", f"caller waits in queue {self.queue_name}", self.clock.time()))
+        return "queued"
+
+    async def disconnect(self) -> None:
+        self.log.append(Event("hangup", "flow hangs up", self.clock.time()))
+
+
+async def rehearse(flow: Flow, *, caller: str = "+15555550100", system_number: str = "+15555550000",
+                   digits: list[str] | None = None, at: float | None = None,
+                   attributes: dict[str, str] | None = None, queues: set[str] | None = None,
+                   full_queues: set[str] | None = None) -> Rehearsal:
+    clock = ManualClock(start=at) if at is not None else ManualClock()
+    log: list[Event] = []
+    contact = SimulatedCaller(list(digits or []), caller, system_number, clock, log, queues,
+                              set(full_queues or ()), dict(attributes or {}))
+    steps: list[tuple[Step, list[Event]]] = []
+    seen = 0
+
+    def on_step(step: Step) -> None:
+        nonlocal seen
+        steps.append((step, log[seen:]))
+        seen = len(log)
+
+    result = await run_flow(flow, contact, _Prompts(log, clock, flow.base_dir), clock=clock, on_step=on_step)
+    return Rehearsal(result, steps, _ending(result, contact), contact.attributes, contact.queue_name, contact.digits)
+
+
+def _ending(result: FlowResult, contact: SimulatedCaller) -> str:
+    if result.outcome == "queued":
+        return f"caller waits in queue {contact.queue_name} for an agent"
+    if result.outcome == "hung_up":
+        return "caller hung up"
+    if result.outcome == "disconnected":
+        return "flow hung up"
+    if result.outcome == "error":
+        return f"flow stopped with an error: {result.error}"
+    return f"flow ended ({result.outcome})"
