@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.center.agents import AgentConfig
+from gateway.center.hours import HoursOfOperation
+from gateway.center.hours_config import check_reference, parse_hours
 from gateway.center.queues import QueueConfig
 from gateway.tomltable import TomlTable, read_toml
 
@@ -78,6 +80,12 @@ class Config:
     lines: list[LineConfig] = field(default_factory=list)
     queues: list[QueueConfig] = field(default_factory=list)
     agents: list[AgentConfig] = field(default_factory=list)
+    hours: dict[str, HoursOfOperation] = field(default_factory=dict)   # [[hours]] by name
+    queue_hours: dict[str, str] = field(default_factory=dict)          # queue id -> hours name
+
+    def hours_for_queue(self, queue_id: str) -> HoursOfOperation | None:
+        name = self.queue_hours.get(queue_id)
+        return self.hours[name] if name is not None else None
 
 
 def _id(value: str) -> str | None:
@@ -133,7 +141,11 @@ def load_config(path: str | Path) -> Config:
         raise w.err("keyfile", "needs certfile as well")
     w.finish()
 
+    cfg.hours = parse_hours(root)
     for t in root.tables("queues"):
+        hours_name = check_reference(t, "hours", cfg.hours)
+        if hours_name is not None:
+            cfg.queue_hours[t.data.get("id")] = hours_name
         cfg.queues.append(QueueConfig(
             id=t.get("id", str, check=_id), name=t.get("name", str, None) or t.data.get("id"),
             max_contacts=t.get("max_contacts", int, 10, check=lambda v: None if v > 0 else "must be at least 1"),
