@@ -22,9 +22,11 @@ import numpy as np
 from gateway.center.queues import WaitingContact
 from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.flows.interpreter import CallerHungUp, run_flow
-from gateway.media.frames import SILENCE_FRAME, pcm_to_frames
+from gateway.media.frames import FRAME_BYTES, SILENCE_FRAME, pcm_to_frames
+from gateway.media.pacer import InboundBuffer
 from gateway.media.recorder import CallRecorder
 from gateway.media.tones import sine
+from gateway.media.vad import Endpointer
 
 if TYPE_CHECKING:
     from gateway.api.audio_relay import AudioRelay
@@ -35,7 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-INBOUND_BACKLOG = 25        # caller frames waiting to be paired with an outbound tick (500 ms)
 MAX_CONTACT_SECONDS = 4 * 3600   # a call the modem never reports as ended is hung up after this
 
 
@@ -71,10 +72,11 @@ class ContactSession:
         self._playback: deque[bytes] | None = None
         self._holding = False
         self._hold_pos = 0
-        self._inbound: deque[bytes] = deque()
+        self._inbound = InboundBuffer()     # caller frames waiting to be paired with an outbound tick
+        self._caller_speech = Endpointer()
         self.relay: "AudioRelay | None" = None
         self.agent_id: str | None = None
-        self.counters = {"inbound_dropped": 0, "ticks": 0}
+        self.counters = {"ticks": 0, "caller_underruns": 0, "caller_overruns": 0, "caller_speech_seconds": 0.0}
         self._store.upsert(self.contact_id, line_id=line.id, caller=call.caller, initiation_method="INBOUND",
                            initiated_at=call.ringing_at)
 
@@ -127,6 +129,8 @@ class ContactSession:
         if self.relay is not None:
             self.relay.stop()
         seconds = self.recorder.close() if self.recorder is not None else None
+        self._caller_speech.flush()
+        self.counters["caller_speech_seconds"] = round(self._caller_speech.speech_seconds, 2)
         media = dict(self.counters, **self.line.counters)
         if self.relay is not None:
             media.update(self.relay.summary())
@@ -137,10 +141,9 @@ class ContactSession:
 
     # --- audio, driven by the line ----------------------------------------------------------------
     def audio_in(self, frame: bytes) -> None:
-        self._inbound.append(frame)
-        if len(self._inbound) > INBOUND_BACKLOG:
-            self._inbound.popleft()
-            self.counters["inbound_dropped"] += 1
+        self._inbound.push(frame)
+        if len(frame) == FRAME_BYTES:
+            self._caller_speech.feed(frame)
         if self.relay is not None:
             self.relay.send(frame, read_at=time.perf_counter())
 
@@ -159,10 +162,11 @@ class ContactSession:
             music = hold_music()
             frame = music[self._hold_pos % len(music)]
             self._hold_pos += 1
+        caller = self._inbound.pop()
+        self.counters["caller_underruns"] = self._inbound.underruns
+        self.counters["caller_overruns"] = self._inbound.overruns
         if self.recorder is not None:
-            self.recorder.write(self._inbound.popleft() if self._inbound else None, frame)
-        else:
-            self._inbound.clear()
+            self.recorder.write(caller, frame)
         return frame
 
     def dtmf(self, digit: str) -> None:

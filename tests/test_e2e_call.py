@@ -83,6 +83,11 @@ def test_call_answered_queued_and_taken_by_agent(stack):
         assert len(voiced) > 4000
         assert abs(dominant_frequency(said[len(said) // 4: 3 * len(said) // 4]) - 600) < 15
 
+        # the caller's audio stalls for 140 ms (the emulator's loop is blocked), then its clock sends the
+        # missed frames at once: silent ticks, then more frames than the call's inbound buffer holds
+        emu._call_in_loop(time.sleep, 0.14)
+        time.sleep(0.3)
+
         emu.hangup()
         assert emu.wait_for_state("idle", 5)
         acw = agent.agent_state("AfterCallWork", 10)
@@ -118,5 +123,10 @@ def test_call_answered_queued_and_taken_by_agent(stack):
     t_agent = int((record["connected_to_agent_at"] - record["initiated_at"]) * 8000)
     assert abs(dominant_frequency(left[t_agent:]) - 1000) < 20
     assert abs(dominant_frequency(right[t_agent:]) - 600) < 20
+    media = record["media"]
+    assert 3 <= media["caller_underruns"] <= 40, media
+    assert media["caller_overruns"] >= 1, media
+    assert 1.5 <= media["caller_speech_seconds"] <= 4.0, media     # the 2 s tone and the DTMF press
+    assert {"late_ticks", "resyncs"} <= media.keys() and media["frames_out"] >= media["ticks"] > 200, media
     table = stack.cli("contacts")
     assert table.returncode == 0 and CALLER in table.stdout and "customer_hung_up" in table.stdout

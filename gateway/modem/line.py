@@ -26,6 +26,7 @@ from typing import Protocol
 from gateway.at.errors import AtCommandError, AtError, AtTimeout
 from gateway.at.session import AtSession
 from gateway.clock import SYSTEM_CLOCK, Clock
+from gateway.media.pacer import FramePacer
 from gateway.modem.call_events import Event
 from gateway.modem.profile import Profile
 from gateway.supervisor import Supervisor
@@ -34,7 +35,6 @@ from gateway.transport.serial_port import SerialLink, open_serial
 log = logging.getLogger(__name__)
 
 REOPEN_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)   # seconds between attempts to bring a lost modem back
-AUDIO_LATE_RESYNC = 0.2     # if the pump falls this far behind its schedule, restart the schedule
 RESET_AFTER_FAILURES = 2    # the reset is tried after 2 failed reopens of an unanswering modem, then every 3rd
 LOCATE_AFTER_FAILURES = 1   # failed reopen attempts before the modem is searched under another name
 RESYNC_TIMEOUT = 2.0
@@ -158,7 +158,7 @@ class Line:
         self._last_ring = 0.0
         self._detector = None           # in-band DTMF detector while a call has audio, where the profile wants one
         self._recent_digits: list[tuple[str, str, float]] = []
-        self.counters = {"frames_in": 0, "frames_out": 0, "late_ticks": 0}
+        self.counters = {"frames_in": 0, "frames_out": 0, "late_ticks": 0, "resyncs": 0}
 
     # --- public -------------------------------------------------------------------------------
     def set_audio_source(self, source: Callable[[], bytes] | None) -> None:
@@ -848,14 +848,12 @@ class Line:
         self._tasks.spawn(self._inband_writer(session, tx, call), f"{self.id}-audio-out")
 
     async def _inband_writer(self, session: AtSession, tx, call: Call) -> None:
-        period = self.profile.audio.frame_ms / 1000
-        next_at = self._clock.monotonic()
+        pacer = FramePacer(self._clock, self.profile.audio.frame_ms / 1000, counters=self.counters)
         while self._pcm_on and self.call is call and not call.ended and session.in_data_mode:
             frame = self._source() if self._source is not None else b""
             session.write_data(tx.encode_frame(frame) if frame else tx.silence())
             self.counters["frames_out"] += 1
-            next_at += period
-            await self._clock.sleep(max(next_at - self._clock.monotonic(), 0))
+            await pacer.wait()
 
     async def _on_hook(self) -> None:
         try:
@@ -901,9 +899,8 @@ class Line:
                     self._listen_for_digits(call, frame)
 
     async def _audio_writer(self, link: SerialLink, call: Call) -> None:
-        period = self.profile.audio.frame_ms / 1000
         silence = bytes(self.profile.audio.frame_bytes)
-        next_at = self._clock.monotonic()
+        pacer = FramePacer(self._clock, self.profile.audio.frame_ms / 1000, counters=self.counters)
         while self._pcm_on and self.call is call and not call.ended:
             frame = silence
             if self._source is not None:
@@ -913,10 +910,4 @@ class Line:
                     log.exception("line %s: audio source failed", self.id)
             link.write(frame)
             self.counters["frames_out"] += 1
-            next_at += period
-            delay = next_at - self._clock.monotonic()
-            if delay < -AUDIO_LATE_RESYNC:
-                self.counters["late_ticks"] += 1
-                next_at = self._clock.monotonic()
-                delay = 0
-            await self._clock.sleep(max(delay, 0))
+            await pacer.wait()
