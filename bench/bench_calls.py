@@ -391,7 +391,7 @@ class Bench:
         out["latency_ms"] = self._latency(calls)
         out["media"] = {k: sum(c[k] for c in calls) for k in (
             "frames_to_agent", "agent_rx", "lost_to_agent", "agent_published", "agent_received_by_daemon",
-            "lost_from_agent", "agent_late", "agent_dropped", "agent_underruns", "late_ticks", "inbound_dropped")}
+            "lost_from_agent", "agent_late", "agent_dropped", "agent_underruns", "late_ticks", "caller_overruns", "caller_underruns")}
         out["machine"]["loadavg_after"] = machine()["loadavg"]
         return out
 
@@ -577,7 +577,7 @@ class Bench:
                 "lost_from_agent": audio.published - media.get("agent_received", 0),
                 "agent_late": media.get("agent_late", 0), "agent_dropped": media.get("agent_dropped", 0),
                 "agent_underruns": media.get("agent_underruns", 0), "late_ticks": media.get("late_ticks", 0),
-                "inbound_dropped": media.get("inbound_dropped", 0), "media": media})
+                "caller_overruns": media.get("caller_overruns", 0), "caller_underruns": media.get("caller_underruns", 0), "media": media})
         return rows
 
     @staticmethod
@@ -656,7 +656,7 @@ def report(r: dict) -> str:
         f"({media['lost_to_agent']} lost); agent->caller {media['agent_published']} sent, "
         f"{media['agent_received_by_daemon']} received ({media['lost_from_agent']} lost), "
         f"{media['agent_late']} late, {media['agent_dropped']} dropped, {media['agent_underruns']} underruns; "
-        f"{media['late_ticks']} late modem ticks, {media['inbound_dropped']} caller frames dropped",
+        f"{media['late_ticks']} late modem ticks, {media['caller_overruns']} caller frames dropped, {media['caller_underruns']} caller underruns",
         "",
         table([[f"{c['n']}", c["line"], c["agent"], c["call_s"], c["talk_s"], c["to_agent_p50_ms"],
                 c["to_agent_p99_ms"], c["from_agent_p50_ms"], c["from_agent_p99_ms"], c["hop_p99_ms"],
