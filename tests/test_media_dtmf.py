@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from gateway.cli import media_dtmf
-from gateway.media.dtmf import DIGITS, DigitEvent, DtmfDetector, detect, detect_file, dtmf_sequence, dtmf_tone
+from gateway.media.dtmf import (DIGITS, DigitEvent, DigitPress, DtmfDetector, detect, detect_file, dtmf_sequence,
+                                dtmf_tone)
 from gateway.media.tones import dominant_frequency, rms_dbfs
 from gateway.media.wavfile import read_wav, write_wav
 
@@ -166,3 +167,72 @@ def test_cli_text_json_and_errors(tmp_path, capsys):
     for target in (bad, tmp_path / "missing.wav"):
         assert _cli(["dtmf", str(target)]) == 2
         assert str(target) in capsys.readouterr().err
+
+
+def _fed_in_frames(x: np.ndarray, det: DtmfDetector, frame: int = 160) -> list[tuple[float, object]]:
+    """(seconds of audio fed so far, item) for every press and ended digit, in the order they came out."""
+    out: list[tuple[float, object]] = []
+    for i in range(0, x.size, frame):
+        ended = det.feed(x[i : i + frame])
+        fed = min(i + frame, x.size) / det.rate
+        out += [(fed, p) for p in det.presses()] + [(fed, e) for e in ended]
+    out += [(x.size / det.rate, e) for e in det.flush()] + [(x.size / det.rate, p) for p in det.presses()]
+    return out
+
+
+def test_press_reported_while_the_key_is_still_down():
+    # a 600 ms press: the press comes out ~30 ms into the tone (one 20 ms frame later at most);
+    # the digit with its end only once the key is let go
+    x = np.concatenate([np.zeros(4000, dtype=np.int16), dtmf_tone("7", 600, -20), np.zeros(4000, dtype=np.int16)])
+    got = _fed_in_frames(x, DtmfDetector())
+    assert [type(item).__name__ for _, item in got] == ["DigitPress", "DigitEvent"]
+    (pressed_at, press), (ended_at, event) = got
+    assert press == DigitPress("7", event.start, press.accepted)
+    assert abs(press.start - 0.5) <= 0.006 and abs(event.end - 1.1) <= 0.006
+    assert 0.025 <= press.accepted - press.start <= 0.035
+    assert pressed_at - press.start <= 0.055  # the acceptance, plus the rest of the frame it fell in
+    assert ended_at >= event.end > pressed_at + 0.5
+    assert _fed_in_frames(x, DtmfDetector())[0][1] == press  # nothing left over between detectors
+
+
+@pytest.mark.parametrize("rate, frame", [(8000, 160), (16000, 320), (8000, 37), (8000, 8000)])
+def test_presses_match_digits_for_any_rate_and_feed(rate, frame):
+    from gateway.media.wavfile import resample
+
+    base = np.concatenate([PAD, dtmf_sequence("1#9D", 45, 40, -25), PAD, dtmf_sequence("55", 300, 40), PAD])
+    x = base if rate == 8000 else resample(base, 8000, rate)
+    got = _fed_in_frames(x, DtmfDetector(rate=rate), frame)
+    presses = [item for _, item in got if isinstance(item, DigitPress)]
+    events = [item for _, item in got if isinstance(item, DigitEvent)]
+    assert "".join(p.digit for p in presses) == "".join(e.digit for e in events) == "1#9D55"
+    assert [p.start for p in presses] == [e.start for e in events]
+    assert all(p.start < p.accepted < e.end for p, e in zip(presses, events))
+    if frame * 1000 // rate <= 20:  # fed a call frame at a time: each press before its digit's end
+        order = [item.digit + type(item).__name__[5] for _, item in got]
+        assert order == ["1P", "1E", "#P", "#E", "9P", "9E", "DP", "DE", "5P", "5E", "5P", "5E"]
+
+
+def test_no_press_in_speech_noise_or_near_misses(tmp_path):
+    wav = tmp_path / "talk.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(wav), TALK[0][2]], check=True, timeout=30)
+    speech = read_wav(wav)
+    noise = np.random.default_rng(3).normal(0.0, 3000.0, 8000 * 3).astype(np.int16)
+    near = np.concatenate([PAD, dtmf_tone("3", 23), PAD, dtmf_tone("3", 60, row_deviation=0.035), PAD,
+                           dtmf_tone("3", 60, -4, twist_db=-10), PAD])
+    for x in (speech, noise, near):
+        det = DtmfDetector()
+        assert _fed_in_frames(x, det) == [] and det.presses() == []
+
+
+def test_mixed_feed_sizes_match_the_whole_signal():
+    x = np.concatenate([PAD, dtmf_sequence("3A*8", 55, 45, -18), PAD, dtmf_tone("2", 200, -28), PAD])
+    whole = detect(x)
+    det = DtmfDetector()
+    got: list[DigitEvent] = []
+    sizes = [160, 160, 37, 160, 123, 160, 1, 159, 160, 320, 160]
+    i = k = 0
+    while i < x.size:
+        got += det.feed(x[i : i + sizes[k % len(sizes)]])
+        i += sizes[k % len(sizes)]
+        k += 1
+    assert got + det.flush() == whole and "".join(e.digit for e in whole) == "3A*82"

@@ -1,18 +1,24 @@
 """In-band DTMF: a generator for outbound digits and a streaming detector meeting the usual
 exchange acceptance limits (ITU-T Q.24 / Bellcore), in vectorised numpy.
 
-Detector design: the signal is cut into 5 ms sub-blocks; each sub-block is correlated with the 8
-DTMF frequencies and their second harmonics against an absolute time reference, so 20 ms windows
-(hop 5 ms) are sums of 4 sub-blocks and the phase advance between sub-blocks gives each tone's
-frequency offset. A window holds a digit when one row and one column tone are strong enough, within
-the frequency tolerance and twist limits, carry nearly all the window's energy and have weak second
-harmonics. A digit needs MIN_RUN consecutive such windows; it ends at another digit or after
-MAX_GAP + 1 windows without a digit.
+Detector design: 20 ms windows with a 5 ms hop, each correlated with the 8 DTMF frequencies (one
+matrix product for all windows of a batch). A window holds a digit when one row and one column tone
+are strong enough, within the frequency tolerance and twist limits, carry nearly all the window's
+energy and have weak second harmonics; the frequency offset comes from the phase advance between the
+window's four 5 ms sub-blocks. Most windows never get that far: one too quiet to hold a tone, or
+whose strongest bins cannot pass even at the largest offset correction, costs only the screen.
+A digit needs MIN_RUN consecutive such windows; it ends at another digit or after MAX_GAP + 1
+windows without a digit.
+
+A live call needs the press, not the end: the detector reports each digit twice, once as a
+DigitPress as soon as it is accepted (MIN_RUN windows, about 30 ms of tone; the analysis runs per
+call frame) and once as a DigitEvent with start and end when it stops.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,10 +40,14 @@ MAX_NORMAL_TWIST_DB = 9.0  # row (low) tone louder than column tone: accept 8, r
 MIN_TONE_FRACTION = 0.85  # share of the window's energy in the two tones (talk-off, duration)
 MAX_HARMONIC_RATIO = 0.25 # second-harmonic power over fundamental power
 MIN_RUN = 3  # consecutive valid windows: ~30 ms of tone (40 ms accepted, 23 ms rejected)
-BATCH_MS = 100  # audio gathered before analysis: numpy pays per call, not per sample
+BATCH_MS = 20  # audio gathered before analysis: one call frame, so a press is known within a frame
+MAX_UNREAD_PRESSES = 256  # presses() keeps this many for a caller that never asks
+_FEW_WINDOWS = 8  # batches up to this many windows are screened in plain Python
 MAX_GAP = 8  # silent windows bridged inside a digit: a 10 ms break is one digit, a 40 ms pause two
 
 _FULL_SCALE = 32768.0
+_MAX_REVERSE_TWIST = 10.0 ** (MAX_REVERSE_TWIST_DB / 10.0)  # column over row power
+_MIN_NORMAL_TWIST = 10.0 ** (-MAX_NORMAL_TWIST_DB / 10.0)
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,16 @@ class DigitEvent:
 
     def as_dict(self) -> dict:
         return {"digit": self.digit, "start": round(self.start, 3), "end": round(self.end, 3)}
+
+
+@dataclass(frozen=True)
+class DigitPress:
+    """A digit accepted while it may still sound: start of its tone and the point in the audio where
+    it met the minimum duration (`accepted`), in seconds from the first sample fed."""
+
+    digit: str
+    start: float
+    accepted: float
 
 
 def _digit_freqs(digit: str) -> tuple[int, int]:
@@ -90,40 +110,64 @@ def dtmf_sequence(digits: str, on_ms: float = 100, off_ms: float = 60, amplitude
 
 class DtmfDetector:
     """Streaming detector: feed() int16 audio of any length, get the digits that have ended;
-    flush() at end of stream returns a digit still sounding."""
+    flush() at end of stream returns a digit still sounding. presses() gives each digit earlier,
+    as soon as it has sounded the minimum duration (what a live call reacts to)."""
 
     def __init__(self, rate: int = SAMPLE_RATE, batch_ms: int = BATCH_MS):
         if rate <= 0 or rate * SUB_MS % 1000:
             raise ValueError(f"rate {rate} Hz does not give whole {SUB_MS} ms sub-blocks")
         self.rate = int(rate)
-        self._sub = self.rate * SUB_MS // 1000
-        self._win = self._sub * WINDOW_SUBS
-        self._batch = max(self._sub, self.rate * batch_ms // 1000)
-        freqs = np.array(ROW_FREQS + COL_FREQS + tuple(2 * f for f in ROW_FREQS + COL_FREQS), dtype=np.int64)
-        self._freqs = freqs
-        angle = 2 * np.pi * np.outer(np.arange(self._sub), freqs) / self.rate
-        self._basis = np.concatenate([np.cos(angle), -np.sin(angle)], axis=1)  # (sub, 32) real
-        period = self.rate // math.gcd(self.rate, self._sub)  # sub-blocks until every phase repeats
-        steps = (np.arange(period, dtype=np.int64)[:, None] * self._sub * freqs[None, :]) % self.rate
-        self._rot = np.exp(-2j * np.pi * steps / self.rate)  # sub-block k starts at phase rot[k % period]
-        fund = freqs[:8].astype(np.float64)
+        sub = self._sub = self.rate * SUB_MS // 1000
+        n = self._win = sub * WINDOW_SUBS
+        self._batch = max(sub, self.rate * batch_ms // 1000)
+        fund = np.array(ROW_FREQS + COL_FREQS, dtype=np.float64)
         self._max_df = MAX_FREQ_DEVIATION * fund
-        self._worst_loss = np.sinc(self._max_df * self._win / self.rate) ** 2
+        self._worst_loss = np.sinc(self._max_df * n / self.rate) ** 2
         self._min_power = (_FULL_SCALE * 10.0 ** (MIN_LEVEL_DBFS / 20.0)) ** 2
+        self._power_scale = 2.0 / (n * n)  # |window DFT|^2 -> mean square of a tone on the bin
+        self._fraction = MIN_TONE_FRACTION / n  # window energy -> least power the two tones must hold
+        # a bin holds at most twice the window's mean square (Cauchy-Schwarz): quieter windows hold no digit
+        self._quiet_energy = 0.9 * self._min_power * float(self._worst_loss.min()) / 2.0 * n
+        # window DFT at the 8 tones, cos and -sin interleaved, each column pair scaled so that
+        # re^2 + im^2 is the tone's power raised by the largest offset loss (the screen's figure)
+        angle = 2 * np.pi * np.outer(np.arange(n), fund) / self.rate
+        gain = np.sqrt(self._power_scale / self._worst_loss)
+        self._basis = np.empty((n, 16))
+        self._basis[:, 0::2], self._basis[:, 1::2] = np.cos(angle) * gain, -np.sin(angle) * gain
+        # candidates only: sub-block correlations at the tones and their second harmonics, brought
+        # to the window's time reference so their phase advance gives each tone's frequency offset
+        freqs = np.concatenate([fund, 2 * fund])
+        angle = 2 * np.pi * np.outer(np.arange(sub), freqs) / self.rate
+        self._sub_basis = np.empty((sub, 2 * freqs.size))
+        self._sub_basis[:, 0::2], self._sub_basis[:, 1::2] = np.cos(angle), -np.sin(angle)
+        self._sub_rot = np.exp(-2j * np.pi * np.outer(np.arange(WINDOW_SUBS) * sub, freqs) / self.rate)
+        # the steady state of a call, one batch per feed(): history and batch in one buffer,
+        # its windows copied into a preallocated array
+        self._keep = n - sub  # samples of history a batch's first window needs
+        self._frame = self._batch if self._batch % sub == 0 else -1
+        self._ring = np.zeros(self._keep + max(self._frame, 0))
+        nw = max(self._frame, 0) // sub
+        self._ring_view = np.lib.stride_tricks.as_strided(self._ring, (nw, n), (sub * 8, 8), writeable=False)
+        self._ring_windows = np.empty((nw, n))
+        self._hist = np.zeros(0)  # float samples from the next window's start on
         self._pending: list[np.ndarray] = []
         self._pending_size = 0
-        self._tail = np.zeros(0, dtype=np.float64)
-        self._hist_y = np.zeros((0, freqs.size), dtype=np.complex128)
-        self._hist_e = np.zeros(0, dtype=np.float64)
-        self._next_sub = 0  # absolute index of the next sub-block
         self._next_window = 0  # absolute index of the next window to classify
         self._cur = -1  # digit index being tracked, -1 none
         self._start = self._last = self._run = self._best = self._misses = 0
+        self._presses: deque[DigitPress] = deque(maxlen=MAX_UNREAD_PRESSES)
 
     def feed(self, samples: np.ndarray) -> list[DigitEvent]:
         """Add audio; returns digits that ended. Audio is analysed in batches of batch_ms, so a
-        digit is reported at most that much later than it could be."""
+        digit (and its press) is known at most that much later than it could be."""
         x = as_int16(samples)
+        if x.size == self._frame and not self._pending and self._hist.size == self._keep:
+            ring, keep = self._ring, self._keep
+            ring[:keep] = self._hist
+            ring[keep:] = x
+            self._hist = ring[self._frame :]
+            np.copyto(self._ring_windows, self._ring_view)
+            return self._analyse(self._ring_windows)
         self._pending.append(x)
         self._pending_size += x.size
         if self._pending_size < self._batch:
@@ -136,86 +180,140 @@ class DtmfDetector:
         self._close(events)
         return events
 
+    def presses(self) -> list[DigitPress]:
+        """Digits accepted since the last call, oldest first: each digit once, as soon as its tone
+        has lasted the minimum duration (about 30 ms) and while it may still sound. The same digit
+        comes back with its end from feed() or flush() once it stops."""
+        out = list(self._presses)
+        self._presses.clear()
+        return out
+
     def _process(self) -> list[DigitEvent]:
-        parts = [self._tail, *self._pending] if self._tail.size else self._pending
-        buf = np.concatenate(parts).astype(np.float64) if len(parts) > 1 else parts[0].astype(np.float64)
+        x = np.concatenate([self._hist, *self._pending]) if self._hist.size or len(self._pending) > 1 \
+            else self._pending[0].astype(np.float64)
         self._pending, self._pending_size = [], 0
-        n_sub = buf.size // self._sub
-        self._tail = buf[n_sub * self._sub :]
-        if n_sub == 0:
+        sub, n = self._sub, self._win
+        if x.size < n:
+            self._hist = x
             return []
-        blocks = buf[: n_sub * self._sub].reshape(n_sub, self._sub)
-        k = (self._next_sub + np.arange(n_sub)) % self._rot.shape[0]
-        self._next_sub += n_sub
-        r = blocks @ self._basis
-        nf = self._freqs.size
-        y = (r[:, :nf] + 1j * r[:, nf:]) * self._rot[k]
-        e = np.einsum("ij,ij->i", blocks, blocks)
-        ys = np.concatenate([self._hist_y, y])
-        es = np.concatenate([self._hist_e, e])
-        keep = WINDOW_SUBS - 1
-        self._hist_y, self._hist_e = ys[-keep:], es[-keep:]
-        if ys.shape[0] < WINDOW_SUBS:
-            return []
-        return self._track(self._classify(ys, es))
+        nw = (x.size - n) // sub + 1
+        self._hist = x[nw * sub :]
+        windows = np.lib.stride_tricks.as_strided(x, (nw, n), (sub * x.itemsize, x.itemsize), writeable=False)
+        return self._analyse(np.ascontiguousarray(windows))
 
     # --- per-window decision ------------------------------------------------------------------
 
-    def _classify(self, ys: np.ndarray, es: np.ndarray) -> np.ndarray:
-        """Digit index (KEYPAD row * 4 + column) per window, -1 where none."""
-        nw = ys.shape[0] - WINDOW_SUBS + 1
-        result = np.full(nw, -1)
-        n = self._win
-        w = ys[: nw, :8] + ys[1 : nw + 1, :8] + ys[2 : nw + 2, :8] + ys[3 : nw + 3, :8]
-        mean_power = (es[:nw] + es[1 : nw + 1] + es[2 : nw + 2] + es[3 : nw + 3]) / n
-        p_raw = (w.real**2 + w.imag**2) * (2.0 / (n * n))  # mean square of a tone on the bin
-        rows = np.argmax(p_raw[:, :4], axis=1)
-        cols = np.argmax(p_raw[:, 4:], axis=1) + 4
-        idx = np.arange(nw)
-        # screen: even the largest offset correction cannot bring these windows to a digit
-        hi_row = p_raw[idx, rows] / self._worst_loss[rows]
-        hi_col = p_raw[idx, cols] / self._worst_loss[cols]
-        cand = np.flatnonzero((hi_row >= self._min_power) & (hi_col >= self._min_power)
-                              & (hi_row + hi_col >= MIN_TONE_FRACTION * mean_power))
+    def _analyse(self, windows: np.ndarray) -> list[DigitEvent]:
+        nw = windows.shape[0]
+        base = self._next_window
+        self._next_window += nw
+        energy = np.einsum("ij,ij->i", windows, windows)
+        if nw <= _FEW_WINDOWS:  # a call frame: Python floats cost less than numpy calls on 4 values
+            cand = self._screen_few(windows, energy)
+        else:
+            cand = self._screen(windows, energy)
+        digits = None if cand is None else self._classify(windows, energy, cand)
+        if digits is None:
+            return self._no_digit(nw)
+        return self._track(digits, base)
+
+    # Two screens before the full checks, both at the largest frequency-offset correction (so they
+    # only drop windows the checks would refuse): all 8 tones' power together, then the strongest
+    # row and column tone alone, each against two tones at the minimum level and MIN_TONE_FRACTION
+    # of the window's energy. A window too quiet for any bin to reach the minimum costs neither.
+
+    def _screen(self, windows: np.ndarray, energy: np.ndarray) -> np.ndarray | None:
+        if energy.max() < self._quiet_energy:
+            return None
+        dft = windows @ self._basis
+        total = np.einsum("ij,ij->i", dft, dft)
+        need = energy * self._fraction
+        cand = np.flatnonzero((total >= 2 * self._min_power) & (total >= need))
         if cand.size == 0:
-            return result
-        rows, cols = rows[cand], cols[cand]
-        # frequency offset from the phase advance between consecutive sub-blocks
-        two = np.stack([rows, cols], axis=1)  # (c, 2)
-        seg = np.stack([ys[cand + i][np.arange(cand.size)[:, None], two] for i in range(WINDOW_SUBS)])
-        adv = (seg[1:] * np.conj(seg[:-1])).sum(axis=0)
-        df = np.angle(adv) * self.rate / (2 * np.pi * self._sub)  # (c, 2) Hz
+            return None
+        pairs = dft[cand].reshape(cand.size, 8, 2)
+        best = np.einsum("ijk,ijk->ij", pairs, pairs).reshape(cand.size, 2, 4).max(axis=2)
+        cand = cand[(best.min(axis=1) >= self._min_power) & (best.sum(axis=1) >= need[cand])]
+        return cand if cand.size else None
+
+    def _screen_few(self, windows: np.ndarray, energy: np.ndarray) -> np.ndarray | None:
+        """_screen in plain Python floats, for a handful of windows."""
+        el = energy.tolist()
+        if max(el) < self._quiet_energy:
+            return None
+        dft = windows @ self._basis
+        totals = np.einsum("ij,ij->i", dft, dft).tolist()
+        floor, fraction, least = 2 * self._min_power, self._fraction, self._min_power
+        cand = []
+        for i, total in enumerate(totals):
+            need = el[i] * fraction
+            if total < floor or total < need:
+                continue
+            v = dft[i].tolist()
+            power = [v[k] * v[k] + v[k + 1] * v[k + 1] for k in range(0, 16, 2)]
+            row, col = max(power[:4]), max(power[4:])
+            if row >= least and col >= least and row + col >= need:
+                cand.append(i)
+        return np.array(cand) if cand else None
+
+    def _classify(self, windows: np.ndarray, energy: np.ndarray, cand: np.ndarray) -> np.ndarray | None:
+        """Digit index (KEYPAD row * 4 + column) per window, -1 where none; None when no window
+        holds a digit. Only the windows in `cand` (the screens' survivors) can."""
+        c, sub = cand.size, self._sub
+        subs = windows[cand].reshape(c * WINDOW_SUBS, sub) @ self._sub_basis
+        ys = subs.view(np.complex128).reshape(c, WINDOW_SUBS, -1) * self._sub_rot  # (c, 4, 16)
+        w = ys[:, :, :8].sum(axis=1)
+        p_raw = (w.real**2 + w.imag**2) * self._power_scale  # mean square of each tone on its bin
+        idx = np.arange(c)
+        rows = p_raw[:, :4].argmax(axis=1)
+        cols = p_raw[:, 4:].argmax(axis=1) + 4
+        two = np.stack((rows, cols), axis=1)  # (c, 2)
+        need = energy[cand] * self._fraction
+        # tones (and their harmonics) per sub-block: the phase advance gives each tone's frequency offset
+        seg = ys.transpose(0, 2, 1)[idx[:, None], np.concatenate((two, two + 8), axis=1)]  # (c, 4, 4)
+        adv = (seg[:, :2, 1:] * seg[:, :2, :-1].conj()).sum(axis=2)
+        df = np.arctan2(adv.imag, adv.real) * (self.rate / (2 * np.pi * sub))  # (c, 2) Hz
         max_df = self._max_df[two]
-        dev_ok = np.all(np.abs(df) <= max_df, axis=1)
-        # power of each tone, corrected for the offset's loss in the window DFT
-        loss = np.sinc(np.clip(df, -max_df, max_df) * (n / self.rate)) ** 2
-        p = p_raw[cand[:, None], two] / loss
-        harm = ys[cand[:, None], two + 8] + ys[cand[:, None] + 1, two + 8] + ys[cand[:, None] + 2, two + 8] \
-            + ys[cand[:, None] + 3, two + 8]
-        h = (harm.real**2 + harm.imag**2) * (2.0 / (n * n))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            twist = 10.0 * np.log10(p[:, 1] / p[:, 0])
-            ok = dev_ok & np.all(p >= self._min_power, axis=1)
-            ok &= (twist <= MAX_REVERSE_TWIST_DB) & (twist >= -MAX_NORMAL_TWIST_DB)
-            ok &= p.sum(axis=1) >= MIN_TONE_FRACTION * mean_power[cand]
-            ok &= np.all(h <= MAX_HARMONIC_RATIO * p, axis=1)
+        off = np.abs(df)
+        # power of each tone, corrected for the offset's loss in the window DFT (a sinc squared)
+        x = np.minimum(off, max_df) * (np.pi * self._win / self.rate) + 1e-12
+        p = p_raw[idx[:, None], two] * (x / np.sin(x)) ** 2
+        harm = seg[:, 2:].sum(axis=2)
+        h = (harm.real**2 + harm.imag**2) * self._power_scale
+        twist = p[:, 1] / p[:, 0]  # column over row
+        ok = (off <= max_df).all(axis=1) & (p.min(axis=1) >= self._min_power)
+        ok &= (twist <= _MAX_REVERSE_TWIST) & (twist >= _MIN_NORMAL_TWIST)
+        ok &= p.sum(axis=1) >= need
+        ok &= (h <= MAX_HARMONIC_RATIO * p).all(axis=1)
+        if not ok.any():
+            return None
+        result = np.full(windows.shape[0], -1)
         result[cand[ok]] = rows[ok] * 4 + (cols[ok] - 4)
         return result
 
     # --- digit tracking over windows ----------------------------------------------------------
 
-    def _track(self, digits: np.ndarray) -> list[DigitEvent]:
+    def _no_digit(self, nw: int) -> list[DigitEvent]:
+        """`nw` windows without a digit: what _track does with them, without the loop."""
         events: list[DigitEvent] = []
-        base = self._next_window
-        self._next_window += digits.size
-        if self._cur < 0 and not np.any(digits >= 0):
-            return events
+        if self._cur >= 0:
+            self._run = 0
+            self._misses += nw
+            if self._misses > MAX_GAP:
+                self._close(events)
+        return events
+
+    def _track(self, digits: np.ndarray, base: int) -> list[DigitEvent]:
+        events: list[DigitEvent] = []
         for j, v in enumerate(digits.tolist(), start=base):
             if self._cur >= 0:
                 if v == self._cur:
                     self._last, self._misses = j, 0
                     self._run += 1
-                    self._best = max(self._best, self._run)
+                    if self._run > self._best:
+                        self._best = self._run
+                        if self._best == MIN_RUN:
+                            self._accept(j)
                     continue
                 self._run = 0
                 if v < 0:
@@ -227,7 +325,14 @@ class DtmfDetector:
                 self._cur, self._start, self._last = v, j, j
                 self._run = self._best = 1
                 self._misses = 0
+                if MIN_RUN <= 1:
+                    self._accept(j)
         return events
+
+    def _accept(self, window: int) -> None:
+        digit = KEYPAD[self._cur // 4][self._cur % 4]
+        self._presses.append(DigitPress(digit, self._start * self._sub / self.rate,
+                                        (window * self._sub + self._win) / self.rate))
 
     def _close(self, events: list[DigitEvent]) -> None:
         if self._cur >= 0 and self._best >= MIN_RUN:

@@ -657,8 +657,9 @@ class Line:
     def _listen_for_digits(self, call: Call, frame: bytes) -> None:
         if self._detector is None:
             return
-        for event in self._detector.feed(np.frombuffer(frame, dtype="<i2")):
-            self._digit(call, event.digit, "inband")
+        self._detector.feed(np.frombuffer(frame, dtype="<i2"))
+        for press in self._detector.presses():  # as soon as accepted, not when the key is let go (barge-in)
+            self._digit(call, press.digit, "inband")
 
     def _digit(self, call: Call, digit: str, source: str) -> None:
         """One key press, whichever way it was noticed: the modem's report and the in-band detector may both
