@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,8 @@ from gateway.media.frames import FRAME_BYTES, SILENCE_FRAME, pcm_to_frames
 from gateway.media.pacer import InboundBuffer
 from gateway.media.recorder import CallRecorder
 from gateway.media.tones import sine
+from gateway.media.voicemail import (ERROR, HUNG_UP, KEY, MAX_LENGTH, VoicemailRecorder, VoicemailResult,
+                                     VoicemailSettings)
 from gateway.media.vad import Endpointer
 
 if TYPE_CHECKING:
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_CONTACT_SECONDS = 4 * 3600   # a call the modem never reports as ended is hung up after this
+VOICEMAIL_STALL_SECONDS = 2.0     # a message whose audio stops arriving ends this long after its maximum
 
 
 @functools.cache
@@ -52,7 +56,7 @@ def hold_music() -> list[bytes]:
 class ContactSession:
     def __init__(self, line: "Line", call: "Call", *, flow: "Flow", prompts, center: "Center",
                  store: "ContactStore", recording_dir: Path | None, system_number: str = "",
-                 clock: Clock = SYSTEM_CLOCK) -> None:
+                 clock: Clock = SYSTEM_CLOCK, voicemail_dir: Path | None = None) -> None:
         self.line, self.call = line, call
         self.contact_id = call.call_id
         self.customer_number = call.caller
@@ -63,6 +67,8 @@ class ContactSession:
         self._flow, self._prompts, self._center, self._store = flow, prompts, center, store
         self._clock = clock
         self._recording_dir = recording_dir
+        self._voicemail_dir = voicemail_dir
+        self.audio_taps: list[Callable[[bytes], None]] = []   # see every caller frame (voicemail)
         self.recorder: CallRecorder | None = None
         self.recording_path: Path | None = None
         self._digits: deque[str] = deque()
@@ -146,6 +152,8 @@ class ContactSession:
             self._caller_speech.feed(frame)
         if self.relay is not None:
             self.relay.send(frame, read_at=time.perf_counter())
+        for tap in self.audio_taps:
+            tap(frame)
 
     def next_frame(self) -> bytes:
         self.counters["ticks"] += 1
@@ -239,3 +247,76 @@ class ContactSession:
     async def disconnect(self) -> None:
         if not self._ended.is_set():
             await self.line.hangup("flow_disconnect")
+
+    # --- voicemail ------------------------------------------------------------------------------------
+    async def record_voicemail(self, *, max_seconds: float, silence_seconds: float,
+                               stop_keys: str = "#") -> VoicemailResult:
+        """Record a message from the caller's frames (the flow has played the greeting and the beep)
+        until they stop speaking, press one of `stop_keys` or reach `max_seconds`; see
+        gateway/media/voicemail.py. The contact record gets the message's path, length, speech time and
+        status. When the caller hangs up during it, the message is kept (if it has speech) and then
+        CallerHungUp is raised."""
+        if self._ended.is_set():
+            raise CallerHungUp(self.end_reason or "hung up")
+        if self._voicemail_dir is None:
+            raise RuntimeError("voicemail is not set up on this gateway (no voicemail folder)")
+        settings = VoicemailSettings(max_seconds=max_seconds, silence_seconds=silence_seconds)
+        folder = self._voicemail_dir / time.strftime("%Y-%m-%d", time.gmtime(self._clock.time()))
+        folder.mkdir(parents=True, exist_ok=True)
+        recording = VoicemailRecorder(folder / f"{self.contact_id}.wav", settings)
+        self._store.upsert(self.contact_id, voicemail_path=str(recording.path), voicemail_status="recording")
+        stop: list[str] = []
+
+        def tap(frame: bytes) -> None:
+            if stop or len(frame) != FRAME_BYTES:
+                return
+            try:
+                reason = recording.feed(frame)
+            except OSError as exc:
+                log.error("contact %s: voicemail %s cannot be written: %s", self.contact_id, recording.partial, exc)
+                reason = ERROR
+            if reason is not None:
+                stop.append(reason)
+                self._wake.set()
+
+        self._digits.clear()  # keys pressed before the beep do not end the message
+        self.audio_taps.append(tap)
+        # the caller's audio drives the recording; if it stalls, the wall clock ends it
+        deadline = self._clock.monotonic() + max_seconds + VOICEMAIL_STALL_SECONDS
+        try:
+            while not stop:
+                if self._ended.is_set():
+                    stop.append(HUNG_UP)
+                elif self._take_stop_key(stop_keys):
+                    stop.append(KEY)
+                elif (remaining := deadline - self._clock.monotonic()) <= 0:
+                    stop.append(MAX_LENGTH)
+                else:
+                    self._wake.clear()
+                    try:
+                        async with asyncio.timeout(remaining):
+                            await self._wake.wait()
+                    except TimeoutError:
+                        pass
+        finally:
+            self.audio_taps.remove(tap)
+            if not stop:  # cancelled: keep what was heard
+                self._store_voicemail(recording.finish(ERROR))
+        result = await asyncio.to_thread(recording.finish, stop[0])
+        self._store_voicemail(result)
+        if result.ended_by == HUNG_UP:
+            raise CallerHungUp(self.end_reason or "hung up")
+        return result
+
+    def _take_stop_key(self, stop_keys: str) -> bool:
+        """True when a stop key was pressed (it and the keys before it are used up); other keys are dropped."""
+        while self._digits:
+            if self._digits.popleft() in stop_keys:
+                return True
+        return False
+
+    def _store_voicemail(self, result: VoicemailResult) -> None:
+        log.info("contact %s: voicemail %s", self.contact_id, result.describe())
+        self._store.upsert(self.contact_id, voicemail_path=str(result.path) if result.path else None,
+                           voicemail_seconds=round(result.seconds, 3),
+                           voicemail_speech_seconds=round(result.speech_seconds, 3), voicemail_status=result.status)

@@ -29,6 +29,7 @@ from gateway.contact import ContactSession
 from gateway.flows.validate import FlowInvalid, load_flow
 from gateway.media.prompts import PromptCache
 from gateway.media.recorder import CallRecorder
+from gateway.media.voicemail import recover as recover_voicemail
 from gateway.line_services import LineServices
 from gateway.modem.line import Call, Line
 from gateway.modem.profile import ProfileError, load_profile
@@ -185,8 +186,9 @@ class Daemon:
             await self.clock.sleep(RETENTION_INTERVAL)
 
     def _close_dangling_records(self) -> None:
-        """Contacts that were live when the daemon died: repair their recordings (the only ones a crash
-        can leave unfinished) and mark them ended; finished contacts and recordings are not touched."""
+        """Contacts that were live when the daemon died: repair their recordings, finish a voicemail being
+        recorded (the only files a crash can leave unfinished) and mark them ended; finished contacts and
+        recordings are not touched."""
         for rec in self.store.list(limit=1000):
             if rec.get("ended_at") is None:
                 rec_path = rec.get("recording_path")
@@ -198,6 +200,21 @@ class Daemon:
                         log.warning("recording %s could not be repaired: %s", rec_path, exc)
                 self.store.upsert(rec["contact_id"], ended_at=self.clock.time(), disconnect_reason="gateway_restart",
                                   recording_seconds=seconds)
+                if rec.get("voicemail_status") == "recording" and rec.get("voicemail_path"):
+                    self._finish_voicemail(rec["contact_id"], Path(rec["voicemail_path"]))
+
+    def _finish_voicemail(self, contact_id: str, path: Path) -> None:
+        """A message the crash cut short: keep it trimmed (or discard it without speech), as a normal end would."""
+        try:
+            result = recover_voicemail(path)
+        except Exception as exc:
+            log.warning("voicemail %s could not be finished: %s", path, exc)
+            self.store.upsert(contact_id, voicemail_status="error")
+            return
+        log.info("contact %s: voicemail finished after a restart: %s", contact_id, result.describe())
+        self.store.upsert(contact_id, voicemail_path=str(result.path) if result.path else None,
+                          voicemail_seconds=round(result.seconds, 3),
+                          voicemail_speech_seconds=round(result.speech_seconds, 3), voicemail_status=result.status)
 
     # --- Line listener ----------------------------------------------------------------------------------
     def line_changed(self, line: Line) -> None:
@@ -216,7 +233,8 @@ class Daemon:
         lc = next(lc for lc in self.cfg.lines if lc.id == line.id)
         session = ContactSession(line, call, flow=self.flows[line.id], prompts=self.prompts, center=self.center,
                                  store=self.store, recording_dir=(self.cfg.data_dir / "recordings") if self.cfg.recording else None,
-                                 system_number=lc.number, clock=self.clock)
+                                 system_number=lc.number, clock=self.clock,
+                                 voicemail_dir=self.cfg.data_dir / "voicemail")
         self.sessions[call.call_id] = session
         log.info("line %s: incoming call %s from %s", line.id, call.call_id, call.caller or "unknown")
         task = self.supervisor.spawn(session.run(), f"contact-{call.call_id}")

@@ -18,8 +18,9 @@ import numpy as np
 
 from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.flows.model import Action, Flow, resolve_references
-from gateway.flows.validate import parse_seconds
+from gateway.flows.validate import VOICEMAIL_TYPE, parse_seconds, voicemail_options
 from gateway.media.frames import SAMPLE_RATE
+from gateway.media.tones import beep
 
 ACTION_TIMEOUT = 120.0  # seconds any one action may take (a GetParticipantInput adds its input limit)
 MAX_STEPS = 1000  # loop guard: a flow that runs more actions than this is stopped
@@ -44,6 +45,9 @@ class FlowContact(Protocol):
     # Text channels (SMS) set channel = "SMS" and take prompts as text instead of audio:
     #     channel: str                       ("VOICE" when absent)
     #     async def send_text(self, text: str) -> None
+    # Calls that can leave a voicemail also have (Callgate.RecordVoicemail; absent: its NoMatchingError branch):
+    #     async def record_voicemail(self, *, max_seconds: float, silence_seconds: float, stop_keys: str)
+    #         -> gateway.media.voicemail.VoicemailResult   (raises CallerHungUp after keeping the message)
     async def get_digit(self, timeout: float) -> str | None: ...
     def set_queue(self, queue_ref: str) -> bool: ...
     async def transfer_to_queue(self) -> str: ...
@@ -66,7 +70,7 @@ class Step:
 
 @dataclass
 class FlowResult:
-    outcome: str  # "queued" | "disconnected" | "hung_up" | "ended" | "error"
+    outcome: str  # "queued" | "disconnected" | "hung_up" | "ended" | "voicemail" | "error"
     path: list[Step] = field(default_factory=list)
     error: str | None = None
 
@@ -85,6 +89,7 @@ class _Go:
 @dataclass
 class _End:
     outcome: str
+    detail: str | None = None
 
 
 async def run_flow(
@@ -150,6 +155,8 @@ class _Run:
     def time_limit(self, action: Action) -> float:
         if action.type == "GetParticipantInput":
             return self.action_timeout + self.input_time_limit(action)
+        if action.type == VOICEMAIL_TYPE:
+            return self.action_timeout + voicemail_options(action.parameters).max_seconds
         return self.action_timeout
 
     def input_time_limit(self, action: Action) -> float:
@@ -157,7 +164,7 @@ class _Run:
         return seconds if seconds is not None and seconds > 0 else DEFAULT_INPUT_TIME_LIMIT
 
     async def execute(self, action: Action) -> _Go | _End:
-        handler = getattr(self, f"do_{action.type}", None)
+        handler = getattr(self, f"do_{action.type.replace('.', '_')}", None)
         if handler is None:
             raise ValueError(f"not supported here: {action.type}")
         return await handler(action)
@@ -223,6 +230,28 @@ class _Run:
 
     async def do_UpdateFlowLoggingBehavior(self, action: Action) -> _Go:
         return _Go("next", action.next_action)
+
+    async def do_Callgate_RecordVoicemail(self, action: Action) -> _Go | _End:
+        """Greeting (any key skips it), beep, message. A kept message goes on to NextAction, one without
+        speech to NoSpeech; without that branch the flow ends there and the call is hung up."""
+        if self.channel != "VOICE" or not hasattr(self.contact, "record_voicemail"):
+            return _Go("NoMatchingError", action.errors.get("NoMatchingError"),
+                       f"no voicemail on the {self.channel} channel")
+        options = voicemail_options(action.parameters)
+        if (samples := await self.render(action.parameters)) is not None:
+            await self.contact.play(samples, interruptible=True)
+        if options.beep:
+            await self.contact.play(beep(), interruptible=False)
+        result = await self.contact.record_voicemail(max_seconds=options.max_seconds,
+                                                     silence_seconds=options.silence_seconds,
+                                                     stop_keys=options.stop_keys)
+        detail = result.describe()
+        if not result.kept:
+            target = action.errors.get("NoSpeech")
+            return _Go("NoSpeech", target, detail) if target is not None else _End("voicemail", detail)
+        if action.next_action is None:
+            return _End("voicemail", detail)
+        return _Go("next", action.next_action, detail)
 
     # -- references and prompts
 

@@ -24,6 +24,9 @@ from gateway.flows.model import (
     is_known_reference,
 )
 
+# callgate's own blocks: the dot keeps them apart from every Amazon Connect type name.
+VOICEMAIL_TYPE = "Callgate.RecordVoicemail"
+
 SUPPORTED_TYPES = frozenset(
     {
         "MessageParticipant",
@@ -34,6 +37,7 @@ SUPPORTED_TYPES = frozenset(
         "DisconnectParticipant",
         "EndFlowExecution",
         "UpdateFlowLoggingBehavior",  # runs as a no-op: every step is recorded anyway
+        VOICEMAIL_TYPE,
     }
 )
 
@@ -48,6 +52,9 @@ RESERVED_IDENTIFIERS = frozenset(
 )
 PROMPT_PARAMETERS = ("Text", "SSML", "PromptId")
 DTMF_KEYS = frozenset("0123456789*#")
+VOICEMAIL_MAX_LENGTH = (120.0, 1.0, 3600.0)  # MaxLengthSeconds: default, smallest and largest allowed
+VOICEMAIL_SILENCE = (5.0, 0.5, 60.0)         # SilenceSeconds: default, smallest and largest allowed
+VOICEMAIL_PARAMETERS = ("MaxLengthSeconds", "SilenceSeconds", "StopKeys", "Beep", *PROMPT_PARAMETERS)
 
 # Error branches each supported action can take; any other ErrorType on it is never used.
 ERROR_TYPES = {
@@ -59,6 +66,7 @@ ERROR_TYPES = {
     "DisconnectParticipant": set(),
     "EndFlowExecution": set(),
     "UpdateFlowLoggingBehavior": {"NoMatchingError"},
+    VOICEMAIL_TYPE: {"NoSpeech", "NoMatchingError"},
 }
 NEEDS_NEXT_ACTION = {"MessageParticipant", "UpdateContactTargetQueue", "UpdateContactAttributes",
                      "UpdateFlowLoggingBehavior"}
@@ -431,7 +439,7 @@ class _Validator:
         if action.type == "GetParticipantInput":
             self.check_GetParticipantInput(action, path, ident, params, cond_index)
             return
-        check = getattr(self, f"check_{action.type}", None)
+        check = getattr(self, f"check_{action.type.replace('.', '_')}", None)
         if check is not None:
             check(action, path, ident, params)
 
@@ -582,6 +590,35 @@ class _Validator:
             self.error(f"{path}.Parameters", f'FlowLoggingBehavior must be "Enabled" or "Disabled", '
                                              f"found {json.dumps(value)}", ident)
 
+    def check_Callgate_RecordVoicemail(self, action: Action, path: str, ident: str, params: dict) -> None:
+        if any(k in params for k in (*PROMPT_PARAMETERS, "Media")):
+            self.check_prompt(path, ident, params)  # the greeting is optional
+        for key in params:
+            if key not in VOICEMAIL_PARAMETERS and key != "Media":
+                known = ", ".join(VOICEMAIL_PARAMETERS)
+                self.warn(f"{path}.Parameters{_key_path(key)}",
+                          f"{VOICEMAIL_TYPE} has no parameter {key!r}; it is ignored (known: {known})", ident)
+        limits = {"MaxLengthSeconds": VOICEMAIL_MAX_LENGTH[1:], "SilenceSeconds": VOICEMAIL_SILENCE[1:]}
+        for key, (low, high) in limits.items():
+            if key not in params:
+                continue
+            where, value = f"{path}.Parameters.{key}", params[key]
+            seconds = parse_seconds(value)
+            if seconds is None:
+                self.error(where, f"{key} must be a number of seconds, found {_kind(value)}", ident)
+            elif not low <= seconds <= high:
+                self.error(where, f"{key} must be between {low:g} and {high:g} seconds, found {json.dumps(value)}",
+                           ident)
+        keys = params.get("StopKeys", "#")
+        if not isinstance(keys, str):
+            self.error(f"{path}.Parameters.StopKeys", f"StopKeys must be a string of phone keys such as \"#\", "
+                                                      f"found {_kind(keys)}", ident)
+        elif bad := sorted(set(keys) - DTMF_KEYS):
+            self.error(f"{path}.Parameters.StopKeys", f"StopKeys {json.dumps(keys)} holds {', '.join(map(repr, bad))}, "
+                                                      "not phone keys (0-9, *, #)", ident)
+        if "Beep" in params and _flag(params["Beep"]) is None:
+            self.error(f"{path}.Parameters.Beep", f"Beep must be true or false, found {_kind(params['Beep'])}", ident)
+
     # -- line and column for path-based issues
 
     def add_positions(self) -> None:
@@ -616,6 +653,34 @@ def parse_seconds(value: object) -> float | None:
         except ValueError:
             return None
         return seconds if seconds == seconds and seconds not in (float("inf"), float("-inf")) else None
+    return None
+
+
+@dataclass(frozen=True)
+class VoicemailOptions:
+    max_seconds: float
+    silence_seconds: float
+    stop_keys: str
+    beep: bool
+
+
+def voicemail_options(params: dict) -> VoicemailOptions:
+    """The settings of a (validated) Callgate.RecordVoicemail action, defaults filled in."""
+    max_seconds = parse_seconds(params.get("MaxLengthSeconds", VOICEMAIL_MAX_LENGTH[0]))
+    silence = parse_seconds(params.get("SilenceSeconds", VOICEMAIL_SILENCE[0]))
+    keys = params.get("StopKeys", "#")
+    beep = _flag(params.get("Beep", True))
+    return VoicemailOptions(max_seconds if max_seconds is not None else VOICEMAIL_MAX_LENGTH[0],
+                            silence if silence is not None else VOICEMAIL_SILENCE[0],
+                            keys if isinstance(keys, str) else "#", beep if beep is not None else True)
+
+
+def _flag(value: object) -> bool | None:
+    """true/false as JSON or as text ("True", "false"); None for anything else."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
     return None
 
 
