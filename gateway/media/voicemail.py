@@ -24,6 +24,7 @@ MARGIN_SECONDS = 0.25        # audio kept before the first and after the last sp
 KEY_TAIL_SECONDS = 0.2       # on a stop key, audio this close to the press is the key's tone, not speech
 MIN_SPEECH_SECONDS = 0.2     # less speech than this in a whole message counts as none
 SEGMENT_HANGOVER_MS = 300    # silence that splits speech into segments (for speech time and trimming)
+SPEECH_START_MS = 100        # voiced run that starts speech: noise at 10 dB SNR makes 60-80 ms blips
 MIN_SILENCE_SECONDS = 0.1
 MAX_SILENCE_SECONDS = 60.0
 MAX_LENGTH_LIMIT = 14400.0   # seconds; the flow block allows less
@@ -100,7 +101,7 @@ class Listener:
     def __init__(self, settings: VoicemailSettings) -> None:
         self.settings = settings
         hangover = min(SEGMENT_HANGOVER_MS, round(settings.silence_seconds * 1000))
-        self._vad = Endpointer(settings.aggressiveness, hangover_ms=hangover)
+        self._vad = Endpointer(settings.aggressiveness, start_ms=SPEECH_START_MS, hangover_ms=hangover)
         self._segments: list[Segment] = []
         self._speech_start: float | None = None  # of the segment in progress
         self._frames = 0
