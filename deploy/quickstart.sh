@@ -12,9 +12,10 @@ case "$MODE" in demo|test|install) ;; *) echo "usage: bash deploy/quickstart.sh 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 
-# Debian / Raspberry Pi OS packages. Demo: speech, audio tools, PortAudio, npm for mqtt.js.
+# Debian / Raspberry Pi OS packages. Every mode: speech, audio tools, PortAudio, npm for mqtt.js, and
+# Graphviz (the dashboard and `callgate flow render` draw flows with its dot command).
 # Tests also start a real mosquitto, drive a real chromium, and check the systemd unit and udev rules.
-APT_PKGS=(python3-venv espeak-ng sox libportaudio2)
+APT_PKGS=(python3-venv espeak-ng sox libportaudio2 graphviz)
 command -v npm >/dev/null 2>&1 || APT_PKGS+=(nodejs npm)
 [ "$MODE" = test ] && APT_PKGS+=(mosquitto mosquitto-clients chromium udev systemd)
 missing=()

@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--json", action="store_true", help="machine-readable output")
     from gateway.cli import flow_simulate
     flow_simulate.add_parser(fsub)
+    from gateway.cli import flow_render
+    flow_render.add_parser(fsub)
 
     p = sub.add_parser("config", help="gateway configuration")
     csub = p.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
@@ -56,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gateway", default="callgate", help="gateway id")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
+    p.add_argument("-c", "--config", help="gateway config: the dashboard then also shows each line's flow")
 
     from gateway.cli.modem import add_parser as add_modem_parser
     add_modem_parser(sub)
@@ -106,6 +109,9 @@ def cmd_flow(args) -> int:
     if args.flow_command == "simulate":
         from gateway.cli import flow_simulate
         return flow_simulate.run(args)
+    if args.flow_command == "render":
+        from gateway.cli import flow_render
+        return flow_render.run(args)
     from gateway.flows.validate import validate_flow_text
     path = Path(args.file)
     try:
@@ -220,7 +226,8 @@ def cmd_modem(args) -> int:
 
 def cmd_web(args) -> int:
     from gateway.web.server import main as web_main
-    return web_main(["--ws", args.ws, "--gateway", args.gateway, "--host", args.host, "--port", str(args.port)])
+    return web_main(["--ws", args.ws, "--gateway", args.gateway, "--host", args.host, "--port", str(args.port)]
+                    + (["--config", args.config] if args.config else []))
 
 
 if __name__ == "__main__":

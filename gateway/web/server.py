@@ -1,4 +1,5 @@
-"""HTTP server for the agent dashboard: the static folder (read-only) plus GET /config.json.
+"""HTTP server for the agent dashboard: the static folder (read-only), GET /config.json, and the
+pictures of the lines' flows (GET /flows/index.json, /flows/<line>.svg; see flow_pictures.py).
 
 The page itself talks to the broker over MQTT/WebSockets; this server only hands out files and
 tells the page which broker and gateway id to use. A ws_url whose host is a wildcard address
@@ -15,11 +16,15 @@ import signal
 import ssl
 import sys
 import threading
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from socket import AF_INET6
 from urllib.parse import unquote, urlsplit, urlunsplit
+
+from gateway.flows.model import Flow
+from gateway.web.flow_pictures import FlowPictures
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +74,10 @@ class DashboardServer:
 
     def __init__(self, host: str, port: int, *, ws_url: str, gateway_id: str,
                  static_dir: Path = STATIC_DIR, certfile: str | None = None,
-                 keyfile: str | None = None) -> None:
+                 keyfile: str | None = None, flows: Callable[[], Mapping[str, Flow]] | None = None,
+                 flow_paths: Mapping[str, str | Path] | None = None) -> None:
+        """flows: a callable returning the running daemon's flows by line id; flow_paths: line id ->
+        flow file, drawn for lines that flows() does not have."""
         self.host = host
         self.port = port
         self.ws_url = ws_url
@@ -79,6 +87,7 @@ class DashboardServer:
         self._keyfile = keyfile
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
+        self.flow_pictures = FlowPictures(flows, flow_paths)
 
     @property
     def url(self) -> str:
@@ -183,6 +192,10 @@ class _DashboardHandler(BaseHTTPRequestHandler):
             body = json.dumps(self.dashboard.config_for(self.headers.get("Host"))).encode()
             self._send(HTTPStatus.OK, body, "application/json", head=head)
             return
+        if self.dashboard.flow_pictures.handles(path):
+            status, body, mime, extra = self.dashboard.flow_pictures.respond(path)
+            self._send(status, body, mime, head=head, extra=extra)
+            return
         if path in ("", "/"):
             path = "/index.html"
         file = self._resolve(path)
@@ -244,23 +257,32 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080, help="port, 0 for any free one (default %(default)s)")
     p.add_argument("--cert", help="TLS certificate (PEM) to serve HTTPS")
     p.add_argument("--key", help="TLS private key (PEM), if not inside --cert")
+    p.add_argument("--config", help="gateway config: also show the flow behind each of its lines")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    flow_paths = None
+    if args.config:
+        from gateway.config import ConfigError, load_config
+        try:
+            flow_paths = {lc.id: lc.flow for lc in load_config(args.config).lines}
+        except ConfigError as exc:
+            print(f"config error: {exc}", file=sys.stderr)
+            return 2
     server = DashboardServer(args.host, args.port, ws_url=args.ws, gateway_id=args.gateway,
-                             certfile=args.cert, keyfile=args.key)
+                             certfile=args.cert, keyfile=args.key, flow_paths=flow_paths)
     try:
         server.start()
     except OSError as exc:
         print(f"cannot serve the dashboard on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())   # before the URL line: a caller may stop us at once
     print(f"callgate agent dashboard: {server.url}  (broker {args.ws}, gateway {args.gateway})",
           flush=True)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
     try:
         done.wait()
     except KeyboardInterrupt:
