@@ -200,8 +200,9 @@ class Daemon:
                         log.warning("recording %s could not be repaired: %s", rec_path, exc)
                 self.store.upsert(rec["contact_id"], ended_at=self.clock.time(), disconnect_reason="gateway_restart",
                                   recording_seconds=seconds)
-                if rec.get("voicemail_status") == "recording" and rec.get("voicemail_path"):
-                    self._finish_voicemail(rec["contact_id"], Path(rec["voicemail_path"]))
+            if rec.get("voicemail_status") == "recording" and rec.get("voicemail_path"):
+                # an ended contact too: a shutdown can end the call before the message's outcome is stored
+                self._finish_voicemail(rec["contact_id"], Path(rec["voicemail_path"]))
 
     def _finish_voicemail(self, contact_id: str, path: Path) -> None:
         """A message the crash cut short: keep it trimmed (or discard it without speech), as a normal end would."""
