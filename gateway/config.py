@@ -72,7 +72,8 @@ class Config:
     source: Path
     gateway_id: str = "callgate"
     data_dir: Path = Path("var")
-    recording: bool = True
+    recording: bool = True                      # false: no call is recorded, whatever queues and flows say
+    recording_mode: str = "stereo"              # "stereo" (caller left, agent right) | "mono" (mixed)
     recording_keep_days: float | None = None    # remove recordings older than this
     recording_max_mb: float | None = None       # and the oldest beyond this total
     mqtt: MqttConfig = field(default_factory=MqttConfig)
@@ -100,6 +101,11 @@ def _positive(value: float) -> str | None:
     return None if value > 0 else "must be greater than 0"
 
 
+def _one_of(*choices: str):
+    names = ", ".join(f'"{c}"' for c in choices[:-1]) + f' or "{choices[-1]}"'
+    return lambda v: None if v in choices else f"must be {names}, found {v!r}"
+
+
 def load_config(path: str | Path) -> Config:
     source = Path(path)
     data = read_toml(source, ConfigError)
@@ -111,6 +117,7 @@ def load_config(path: str | Path) -> Config:
     cfg.gateway_id = gw.get("id", str, "callgate", check=_id)
     cfg.data_dir = base / gw.get("data_dir", str, "var")
     cfg.recording = gw.get("recording", bool, True)
+    cfg.recording_mode = gw.get("recording_mode", str, "stereo", check=_one_of("stereo", "mono"))
     positive = lambda v: None if v > 0 else "must be greater than 0"  # noqa: E731
     cfg.recording_keep_days = gw.get("recording_keep_days", float, None, check=positive)
     cfg.recording_max_mb = gw.get("recording_max_mb", float, None, check=positive)
@@ -150,7 +157,8 @@ def load_config(path: str | Path) -> Config:
             id=t.get("id", str, check=_id), name=t.get("name", str, None) or t.data.get("id"),
             max_contacts=t.get("max_contacts", int, 10, check=lambda v: None if v > 0 else "must be at least 1"),
             acw_timeout=t.get("acw_timeout", float, 10.0, check=_positive),
-            offer_timeout=t.get("offer_timeout", float, 20.0, check=_positive)))
+            offer_timeout=t.get("offer_timeout", float, 20.0, check=_positive),
+            recording=t.get("recording", str, None, check=_one_of("stereo", "mono", "off"))))
         t.finish()
     if not cfg.queues:
         raise root.err("queues", "at least one [[queues]] table is required")

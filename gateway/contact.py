@@ -25,7 +25,7 @@ from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.flows.interpreter import CallerHungUp, run_flow
 from gateway.media.frames import FRAME_BYTES, SILENCE_FRAME, pcm_to_frames
 from gateway.media.pacer import InboundBuffer
-from gateway.media.recorder import CallRecorder
+from gateway.media.recorder import CallRecorder, RecordingPolicy, downmix_to_mono
 from gateway.media.tones import sine
 from gateway.media.voicemail import (ERROR, HUNG_UP, KEY, MAX_LENGTH, VoicemailRecorder, VoicemailResult,
                                      VoicemailSettings)
@@ -56,6 +56,7 @@ def hold_music() -> list[bytes]:
 class ContactSession:
     def __init__(self, line: "Line", call: "Call", *, flow: "Flow", prompts, center: "Center",
                  store: "ContactStore", recording_dir: Path | None, system_number: str = "",
+                 recording_mode: str = "stereo", queue_recording: dict[str, str | None] | None = None,
                  clock: Clock = SYSTEM_CLOCK, voicemail_dir: Path | None = None) -> None:
         self.line, self.call = line, call
         self.contact_id = call.call_id
@@ -71,6 +72,8 @@ class ContactSession:
         self.audio_taps: list[Callable[[bytes], None]] = []   # see every caller frame (voicemail)
         self.recorder: CallRecorder | None = None
         self.recording_path: Path | None = None
+        self.recording = RecordingPolicy(layout=recording_mode)
+        self._queue_recording = dict(queue_recording or {})   # queue id -> "stereo" | "mono" | "off" | None
         self._digits: deque[str] = deque()
         self._wake = asyncio.Event()
         self._ended = asyncio.Event()
@@ -110,6 +113,7 @@ class ContactSession:
                 await self.line.hangup("gateway_error")
         finally:
             self._finish()
+            await self._downmix_recording()
 
     async def _answer(self) -> None:
         if self._recording_dir is not None:
@@ -117,8 +121,11 @@ class ContactSession:
             folder = self._recording_dir / day
             folder.mkdir(parents=True, exist_ok=True)
             self.recording_path = folder / f"{self.contact_id}.wav"
-            self.recorder = CallRecorder(self.recording_path, stereo=True)
-            self._store.upsert(self.contact_id, recording_path=str(self.recording_path))
+            self.recorder = CallRecorder(self.recording_path, stereo=True)   # mixed down at the end if mono
+            self._store.upsert(self.contact_id, recording_path=str(self.recording_path),
+                               recording_mode=self.recording.mode)
+        else:
+            self._store.upsert(self.contact_id, recording_mode="off")
         self.line.set_audio_source(self.next_frame)
         await self.line.answer()
 
@@ -134,7 +141,7 @@ class ContactSession:
     def _finish(self) -> None:
         if self.relay is not None:
             self.relay.stop()
-        seconds = self.recorder.close() if self.recorder is not None else None
+        seconds = self._close_recording()
         self._caller_speech.flush()
         self.counters["caller_speech_seconds"] = round(self._caller_speech.speech_seconds, 2)
         media = dict(self.counters, **self.line.counters)
@@ -186,6 +193,60 @@ class ContactSession:
         self._holding = False
         relay.start()
         self._store.upsert(self.contact_id, agent_id=agent_id, connected_to_agent_at=self._clock.time())
+
+    # --- recording: mode, who is heard, pauses -------------------------------------------------------
+    def set_recording(self, participants: list[str], layout: str | None = None) -> None:
+        """The flow's UpdateContactRecordingBehavior: "Agent" and/or "Customer" (none: off), and
+        optionally "stereo" or "mono"; it overrides earlier settings and the queue's."""
+        self.recording.from_flow(participants, layout)
+        self._apply_recording()
+
+    def pause_recording(self) -> str:
+        """Stop writing the call (a card number is being said): "paused", or "off" if it is not recorded."""
+        if self.recorder is None or self.recording.mode == "off":
+            return "off"
+        if self.recorder.pause():
+            log.info("contact %s: recording paused at %.1f s", self.contact_id, self.recorder.duration)
+        return "paused"
+
+    def resume_recording(self) -> str:
+        """Write the call again; the pause goes into the contact record. "recording", or "off"."""
+        if self.recorder is not None and self.recorder.resume():
+            pause = self.recorder.pauses[-1]
+            log.info("contact %s: recording resumed after a %.1f s pause", self.contact_id, pause["seconds"])
+            self._store.upsert(self.contact_id, recording_pauses=self.recorder.pauses)
+        return "off" if self.recorder is None or self.recording.mode == "off" else "recording"
+
+    def _apply_recording(self) -> None:
+        if self.recorder is None:
+            return
+        self.recorder.record_sides(self.recording.caller_heard, self.recording.agent_heard)
+        self._store.upsert(self.contact_id, recording_mode=self.recording.mode)
+
+    def _close_recording(self) -> float | None:
+        """Close the recorder and note mode and pauses; a recording that ends up off is deleted."""
+        if self.recorder is None:
+            return None
+        seconds: float | None = self.recorder.close()
+        self._store.upsert(self.contact_id, recording_mode=self.recording.mode, recording_pauses=self.recorder.pauses)
+        if self.recording.mode == "off" and self.recording_path is not None:
+            try:
+                self.recording_path.unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning("contact %s: recording %s (recording off) not removed: %s",
+                            self.contact_id, self.recording_path, exc)
+            self.recording_path = seconds = None
+        return seconds
+
+    async def _downmix_recording(self) -> None:
+        """A call kept in mono was written in stereo (crash-safe all along): mix it down, off the loop."""
+        if self.recorder is None or self.recording_path is None or self.recording.mode != "mono":
+            return
+        try:
+            await asyncio.to_thread(downmix_to_mono, self.recording_path)
+        except Exception as exc:     # a full disk: the stereo file is kept and said to be stereo
+            log.warning("contact %s: recording %s stays stereo: %s", self.contact_id, self.recording_path, exc)
+            self._store.upsert(self.contact_id, recording_mode="stereo")
 
     # --- FlowContact ------------------------------------------------------------------------------
     async def play(self, samples: np.ndarray, *, interruptible: bool) -> str | None:
@@ -240,6 +301,8 @@ class ContactSession:
                                  enqueued_wall=self._clock.time())
         outcome = self._center.enqueue(waiting)
         if outcome == "queued":
+            self.recording.from_queue(self._queue_recording.get(self.queue_id))
+            self._apply_recording()
             self._holding = self.relay is None
             self._store.upsert(self.contact_id, queue_id=self.queue_id, enqueued_at=waiting.enqueued_wall)
         return outcome

@@ -28,7 +28,7 @@ from gateway.config import Config
 from gateway.contact import ContactSession
 from gateway.flows.validate import FlowInvalid, load_flow
 from gateway.media.prompts import PromptCache
-from gateway.media.recorder import CallRecorder
+from gateway.media.recorder import CallRecorder, downmix_to_mono, wav_channels
 from gateway.media.voicemail import recover as recover_voicemail
 from gateway.line_services import LineServices
 from gateway.modem.line import Call, Line
@@ -71,6 +71,7 @@ class Daemon:
         (data / "recordings").mkdir(parents=True, exist_ok=True)
         self.store = ContactStore(data / "contacts.db")
         self._close_dangling_records()
+        self._finish_interrupted_downmixes()
         self.prompts = PromptCache(data / "prompts")
 
         if cfg.mqtt.embedded:
@@ -87,7 +88,7 @@ class Daemon:
                                    will=Will(self.topics.status, offline), clock=self.clock)
         self.publisher = StatePublisher(self.mqtt.publish, self.topics, self.center, clock=self.clock)
         self.commands = CommandHandler(lambda t, p: self.mqtt.publish(t, p, qos=1), self.topics, self.center,
-                                       on_hangup=self._agent_hung_up)
+                                       on_hangup=self._agent_hung_up, on_recording=self._agent_recording)
         self.center.subscribe(self._on_center_event)
         self.mqtt.subscribe(self.topics.all_agent_cmds, self.commands.handle, qos=1)
         self.services = LineServices(self.lines, {lc.id: lc.number for lc in cfg.lines}, self.store, self.prompts,
@@ -183,6 +184,9 @@ class Daemon:
                                               keep_days=cfg.recording_keep_days, max_bytes=max_bytes, in_use=in_use)
             if removed:
                 log.info("recording retention removed %d recording(s), oldest %s", len(removed), removed[0].name)
+                now = self.clock.time()
+                for path in removed:
+                    self.store.recording_removed(str(path), now)
             await self.clock.sleep(RETENTION_INTERVAL)
 
     def _close_dangling_records(self) -> None:
@@ -196,6 +200,7 @@ class Daemon:
                 if rec_path and Path(rec_path).exists():
                     try:
                         seconds = CallRecorder.repair(Path(rec_path))
+                        seconds = self._settle_recording_mode(rec, Path(rec_path), seconds)
                     except Exception as exc:
                         log.warning("recording %s could not be repaired: %s", rec_path, exc)
                 self.store.upsert(rec["contact_id"], ended_at=self.clock.time(), disconnect_reason="gateway_restart",
@@ -203,6 +208,29 @@ class Daemon:
             if rec.get("voicemail_status") == "recording" and rec.get("voicemail_path"):
                 # an ended contact too: a shutdown can end the call before the message's outcome is stored
                 self._finish_voicemail(rec["contact_id"], Path(rec["voicemail_path"]))
+
+    def _settle_recording_mode(self, rec: dict, path: Path, seconds: float) -> float | None:
+        """A call is recorded in stereo until it ends: give a recording cut short by a crash the mode its
+        record asks for (mono: mixed down; off: deleted)."""
+        mode = rec.get("recording_mode")
+        if mode == "off":
+            path.unlink(missing_ok=True)
+            self.store.upsert(rec["contact_id"], recording_path=None)
+            return None
+        if mode == "mono" and wav_channels(path) == 2:
+            downmix_to_mono(path)
+        return seconds
+
+    def _finish_interrupted_downmixes(self) -> None:
+        """A mono mix-down the daemon died in: the stereo original is intact; mix it down again."""
+        for tmp in (self.cfg.data_dir / "recordings").rglob("*.mono-tmp"):
+            tmp.unlink(missing_ok=True)
+            original = tmp.with_name(tmp.name.removesuffix(".mono-tmp"))
+            try:
+                if original.exists() and wav_channels(original) == 2:
+                    downmix_to_mono(original)
+            except Exception as exc:
+                log.warning("recording %s could not be mixed down to mono: %s", original, exc)
 
     def _finish_voicemail(self, contact_id: str, path: Path) -> None:
         """A message the crash cut short: keep it trimmed (or discard it without speech), as a normal end would."""
@@ -234,7 +262,8 @@ class Daemon:
         lc = next(lc for lc in self.cfg.lines if lc.id == line.id)
         session = ContactSession(line, call, flow=self.flows[line.id], prompts=self.prompts, center=self.center,
                                  store=self.store, recording_dir=(self.cfg.data_dir / "recordings") if self.cfg.recording else None,
-                                 system_number=lc.number, clock=self.clock,
+                                 system_number=lc.number, clock=self.clock, recording_mode=self.cfg.recording_mode,
+                                 queue_recording={q.id: q.recording for q in self.cfg.queues},
                                  voicemail_dir=self.cfg.data_dir / "voicemail")
         self.sessions[call.call_id] = session
         log.info("line %s: incoming call %s from %s", line.id, call.call_id, call.caller or "unknown")
@@ -288,6 +317,13 @@ class Daemon:
             relay = AudioRelay(self.mqtt, self.topics, event.contact_id, event.agent_id,
                                frame_ms=self.cfg.mqtt.audio_frame_ms)
             session.bridge(relay, event.agent_id)
+
+    def _agent_recording(self, contact_id: str, pause: bool) -> str | None:
+        """An agent's pause_recording / resume_recording: the recording's state, None if the call is gone."""
+        session = self.sessions.get(contact_id)
+        if session is None:
+            return None
+        return session.pause_recording() if pause else session.resume_recording()
 
     def _agent_hung_up(self, agent_id: str, contact_id: str) -> None:
         session = self.sessions.get(contact_id)

@@ -2,7 +2,7 @@
 
 Every command gets exactly one reply on …/agent/<id>/reply (or …/errors when the topic names no
 configured agent). A malformed command never raises out of here: it gets a bad_request reply that
-names the topic and the field.
+names the topic and the field. An agent may pause and resume the recording of its own call only.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ ACTIONS = {
     "accept": ("contact_id",),
     "reject": ("contact_id",),
     "hangup": (),
+    "pause_recording": ("contact_id",),
+    "resume_recording": ("contact_id",),
 }
 MAX_PAYLOAD = 4096
 
@@ -34,11 +36,14 @@ class BadRequest(ValueError):
 
 class CommandHandler:
     def __init__(self, publish: Callable[[str, bytes], None], topics: Topics, center: Center, *,
-                 on_hangup: Callable[[str, str], None]) -> None:
+                 on_hangup: Callable[[str, str], None],
+                 on_recording: Callable[[str, bool], str | None] | None = None) -> None:
         self._publish = publish
         self._topics = topics
         self._center = center
         self._on_hangup = on_hangup
+        # (contact_id, pause) -> the recording's state ("paused" | "recording" | "off"), None: no such call
+        self._on_recording = on_recording
         self.handled = 0
         self.refused = 0
 
@@ -111,4 +116,19 @@ class CommandHandler:
             contact_id = center.hangup(agent_id)
             self._on_hangup(agent_id, contact_id)
             return {"contact_id": contact_id}
+        elif action in ("pause_recording", "resume_recording"):
+            return self._recording(agent_id, command["contact_id"], pause=action == "pause_recording")
         return {"state": center.agent_view(agent_id)["state"]}
+
+    def _recording(self, agent_id: str, contact_id: str, *, pause: bool) -> dict:
+        view = self._center.agent_view(agent_id)
+        current = view["contact_id"] if view["state"] == "OnCall" else None
+        if current != contact_id:
+            now = f"it is on call with {current}" if current else "it is not on a call"
+            raise CenterError("not_your_contact", f"contact {contact_id} is not agent {agent_id}'s call ({now})")
+        state = self._on_recording(contact_id, pause) if self._on_recording is not None else None
+        if state is None:
+            raise CenterError("not_on_call", f"contact {contact_id} has no call on this gateway")
+        if state == "off":
+            raise CenterError("not_recording", f"contact {contact_id} is not being recorded")
+        return {"contact_id": contact_id, "recording": state}

@@ -13,6 +13,7 @@ class QueueConfig:
     max_contacts: int = 10
     acw_timeout: float = 10.0  # seconds of after-call work before the agent is Available again
     offer_timeout: float = 20.0  # seconds an agent has to accept an offer
+    recording: str | None = None  # "stereo" | "mono" | "off" for calls queued here; None: the gateway's
 
     def __post_init__(self) -> None:
         where = f"queue {self.id!r}"
@@ -24,6 +25,8 @@ class QueueConfig:
             raise ValueError(f"{where}: acw_timeout must be >= 0, got {self.acw_timeout}")
         if self.offer_timeout <= 0:
             raise ValueError(f"{where}: offer_timeout must be > 0, got {self.offer_timeout}")
+        if self.recording not in (None, "stereo", "mono", "off"):
+            raise ValueError(f"{where}: recording must be \"stereo\", \"mono\" or \"off\", got {self.recording!r}")
 
 
 @dataclass

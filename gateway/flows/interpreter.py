@@ -45,6 +45,9 @@ class FlowContact(Protocol):
     # Text channels (SMS) set channel = "SMS" and take prompts as text instead of audio:
     #     channel: str                       ("VOICE" when absent)
     #     async def send_text(self, text: str) -> None
+    # Calls that can be recorded also have (UpdateContactRecordingBehavior; absent: the action does nothing):
+    #     def set_recording(self, participants: list[str], layout: str | None = None) -> None
+    #         participants: "Agent" and/or "Customer" (empty: off); layout "stereo" | "mono" | None (unchanged)
     # Calls that can leave a voicemail also have (Callgate.RecordVoicemail; absent: its NoMatchingError branch):
     #     async def record_voicemail(self, *, max_seconds: float, silence_seconds: float, stop_keys: str)
     #         -> gateway.media.voicemail.VoicemailResult   (raises CallerHungUp after keeping the message)
@@ -229,6 +232,14 @@ class _Run:
         return _End("ended")
 
     async def do_UpdateFlowLoggingBehavior(self, action: Action) -> _Go:
+        return _Go("next", action.next_action)
+
+    async def do_UpdateContactRecordingBehavior(self, action: Action) -> _Go:
+        behavior = action.parameters.get("RecordingBehavior", {})
+        set_recording = getattr(self.contact, "set_recording", None)
+        if self.channel == "VOICE" and set_recording is not None:
+            channels = behavior.get("Channels")
+            set_recording(list(behavior.get("RecordedParticipants", [])), channels.lower() if channels else None)
         return _Go("next", action.next_action)
 
     async def do_Callgate_RecordVoicemail(self, action: Action) -> _Go | _End:

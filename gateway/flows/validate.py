@@ -38,6 +38,7 @@ SUPPORTED_TYPES = frozenset(
         "EndFlowExecution",
         "UpdateFlowLoggingBehavior",  # runs as a no-op: every step is recorded anyway
         VOICEMAIL_TYPE,
+        "UpdateContactRecordingBehavior",
     }
 )
 
@@ -67,9 +68,12 @@ ERROR_TYPES = {
     "EndFlowExecution": set(),
     "UpdateFlowLoggingBehavior": {"NoMatchingError"},
     VOICEMAIL_TYPE: {"NoSpeech", "NoMatchingError"},
+    "UpdateContactRecordingBehavior": {"NoMatchingError"},
 }
 NEEDS_NEXT_ACTION = {"MessageParticipant", "UpdateContactTargetQueue", "UpdateContactAttributes",
-                     "UpdateFlowLoggingBehavior"}
+                     "UpdateFlowLoggingBehavior", "UpdateContactRecordingBehavior"}
+RECORDED_PARTICIPANTS = ("Agent", "Customer")
+RECORDING_CHANNELS = ("Stereo", "Mono")  # callgate's own RecordingBehavior.Channels (not in Connect)
 
 
 @dataclass
@@ -589,6 +593,40 @@ class _Validator:
         if value not in ("Enabled", "Disabled"):
             self.error(f"{path}.Parameters", f'FlowLoggingBehavior must be "Enabled" or "Disabled", '
                                              f"found {json.dumps(value)}", ident)
+
+    def check_UpdateContactRecordingBehavior(self, action: Action, path: str, ident: str, params: dict) -> None:
+        if "AnalyticsBehavior" in params:
+            self.warn(f"{path}.Parameters.AnalyticsBehavior", "AnalyticsBehavior is ignored: Contact Lens "
+                                                              "analytics do not exist here", ident)
+        if "RecordingBehavior" not in params:
+            self.error(f"{path}.Parameters", 'missing RecordingBehavior ({"RecordedParticipants": ["Agent", '
+                                             '"Customer"]}; an empty list turns recording off)', ident)
+            return
+        behavior, where = params["RecordingBehavior"], f"{path}.Parameters.RecordingBehavior"
+        if not isinstance(behavior, dict):
+            self.error(where, f"RecordingBehavior must be an object, found {_kind(behavior)}", ident)
+            return
+        if "IVRRecordingBehavior" in behavior:
+            self.warn(f"{where}.IVRRecordingBehavior", "IVRRecordingBehavior is ignored: callgate records the "
+                                                       "whole call, IVR included, while recording is on", ident)
+        if "Channels" in behavior and behavior["Channels"] not in RECORDING_CHANNELS:
+            self.error(f"{where}.Channels",
+                       f'Channels must be "Stereo" or "Mono", found {_kind(behavior["Channels"])}', ident)
+        if "RecordedParticipants" not in behavior:
+            self.error(where, 'missing RecordedParticipants (a list of "Agent" and/or "Customer"; an empty '
+                              "list turns recording off)", ident)
+            return
+        participants = behavior["RecordedParticipants"]
+        if not isinstance(participants, list):
+            self.error(f"{where}.RecordedParticipants",
+                       f"RecordedParticipants must be a list, found {_kind(participants)}", ident)
+            return
+        for i, who in enumerate(participants):
+            if who not in RECORDED_PARTICIPANTS:
+                self.error(f"{where}.RecordedParticipants[{i}]",
+                           f'participant must be "Agent" or "Customer", found {_kind(who)}', ident)
+            elif who in participants[:i]:
+                self.warn(f"{where}.RecordedParticipants[{i}]", f'"{who}" is listed twice', ident)
 
     def check_Callgate_RecordVoicemail(self, action: Action, path: str, ident: str, params: dict) -> None:
         if any(k in params for k in (*PROMPT_PARAMETERS, "Media")):

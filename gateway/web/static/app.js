@@ -53,6 +53,7 @@ const hooks = window.__cg = {
   lastOffer: null,
   replies: [],
   callId: null,
+  recording: null,          // the call's recording as last replied: 'recording' | 'paused' | 'off'
   commandTimeoutMs: COMMAND_TIMEOUT_MS,
   rxSamples() {
     const n = Math.min(rxCount, RX_KEEP_SAMPLES);
@@ -220,7 +221,8 @@ function onReply(reply, viaErrors) {
 
 function describeFailure(action, reply) {
   const code = reply.code ? ` (${reply.code})` : '';
-  return `${action[0].toUpperCase()}${action.slice(1)} failed: ${reply.error || 'refused'}${code}`;
+  const name = action.replace(/_/g, ' ');
+  return `${name[0].toUpperCase()}${name.slice(1)} failed: ${reply.error || 'refused'}${code}`;
 }
 
 /** Run a command from a button: disables it while waiting; re-signs in once on not_logged_in. */
@@ -436,6 +438,19 @@ function onCaptureFrame(bytes, rms) {
   hooks.txFrames++;
 }
 
+/** Pause or resume the recording of this call (while the caller reads out a card number, say). */
+async function onRecordingToggle() {
+  const call = app.call;
+  const contactId = call && (call.contactId || (app.agent && app.agent.contact_id));
+  if (!contactId) return;
+  const action = call.recording === 'paused' ? 'resume_recording' : 'pause_recording';
+  const reply = await run(action, {contact_id: contactId}, $('rec-toggle'));
+  if (app.call !== call) return;
+  if (reply.ok) call.recording = reply.recording;
+  else if (reply.code === 'not_recording') call.recording = 'off';
+  render();
+}
+
 async function onHangup() {
   if (!app.call) return;
   const reply = await run('hangup', {}, $('hangup'));
@@ -544,10 +559,17 @@ function render() {
 
   const call = signedIn ? app.call : null;
   $('call').hidden = !call;
+  if (!call) hooks.recording = null;
   if (call) {
     $('call-caller').textContent = call.caller || 'unknown number';
     $('call-queue').textContent = call.queue ? `queue ${call.queue}` : '';
     $('call-note').textContent = call.callId ? '' : 'Call audio is not connected on this page (signed in during the call).';
+    const rec = call.recording || null;     // known once the gateway has answered a pause or resume
+    hooks.recording = rec;
+    $('rec-state').dataset.state = rec || 'unknown';
+    $('rec-state').textContent = {recording: 'Recording', paused: 'Recording paused', off: 'Not recorded'}[rec] || '';
+    $('rec-toggle').hidden = rec === 'off';
+    $('rec-toggle').textContent = rec === 'paused' ? 'Resume recording' : 'Pause recording';
   }
   $('acw').hidden = !(signedIn && state === 'AfterCallWork' && !call);
 
@@ -597,6 +619,7 @@ function init() {
   $('accept').addEventListener('click', onAccept);
   $('reject').addEventListener('click', onReject);
   $('hangup').addEventListener('click', onHangup);
+  $('rec-toggle').addEventListener('click', onRecordingToggle);
   $('error-close').addEventListener('click', clearError);
   const remembered = localStorage.getItem('callgate.agent');
   if (remembered && !$('agent-id').value) $('agent-id').value = remembered;
