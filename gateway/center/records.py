@@ -58,7 +58,7 @@ COLUMNS = (
     "voicemail_path",
     "voicemail_seconds",       # length of the kept message after trimming
     "voicemail_speech_seconds",
-    "voicemail_status",        # "recorded" | "no_speech" (discarded) | "hung_up_silent"...
+    "voicemail_status",        # "recording" (in progress) | "recorded" | "hung_up" | "no_speech" (discarded) | "error"
 )
 _ADDED_IN_2 = {"recording_mode": "TEXT", "recording_pauses": "TEXT", "recording_removed_at": "REAL",
                "voicemail_path": "TEXT", "voicemail_seconds": "REAL", "voicemail_speech_seconds": "REAL",
