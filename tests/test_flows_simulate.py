@@ -113,3 +113,20 @@ def test_real_flows_are_simulated_where_valid(path):
         rehearsal = asyncio.run(rehearse(flow, digits=list(digits)))
         assert rehearsal.steps and rehearsal.steps[0][0].identifier == flow.start_action
         assert rehearsal.result.outcome in {"queued", "disconnected", "hung_up", "ended", "error"}
+
+
+def test_voicemail_block_is_rehearsed():
+    flow_doc = {"Version": "2019-10-30", "StartAction": "vm", "Actions": [
+        {"Identifier": "vm", "Type": "Callgate.RecordVoicemail",
+         "Parameters": {"Text": "Please leave a message after the tone.", "MaxLengthSeconds": 60, "SilenceSeconds": 3},
+         "Transitions": {"Errors": [{"NextAction": "bye", "ErrorType": "NoSpeech"},
+                                    {"NextAction": "bye", "ErrorType": "NoMatchingError"}]}},
+        {"Identifier": "bye", "Type": "DisconnectParticipant", "Parameters": {}, "Transitions": {}}]}
+    flow, issues = validate_flow_text(json.dumps(flow_doc))
+    assert flow is not None, issues
+    rehearsal = asyncio.run(rehearse(flow))
+    assert rehearsal.result.outcome == "voicemail"
+    assert rehearsal.ending == "caller left a voicemail; the call is hung up"
+    texts = [e.text for _, events in rehearsal.steps for e in events]
+    assert "says (en-us): Please leave a message after the tone." in texts
+    assert any(t.startswith("caller leaves a 10 s message") and "3 s of silence" in t for t in texts)

@@ -18,15 +18,17 @@ import numpy as np
 from gateway.clock import ManualClock
 from gateway.flows.interpreter import CallerHungUp, FlowResult, Step, run_flow
 from gateway.flows.model import Flow
+from gateway.media.voicemail import VoicemailResult
 
 WORDS_PER_SECOND = 2.7  # espeak-ng at 160 wpm, for a prompt's simulated length
 SILENT_TIMEOUTS = 3
 FILE_PROMPT_SECONDS = 3.0
+MESSAGE_SECONDS = 10.0  # the message a rehearsal caller leaves at a voicemail block
 
 
 @dataclass
 class Event:
-    kind: str        # "prompt" | "digit" | "timeout" | "queue" | "hangup" | "note"
+    kind: str        # "prompt" | "digit" | "timeout" | "queue" | "voicemail" | "hangup" | "note"
     text: str
     at: float
 
@@ -126,6 +128,14 @@ class SimulatedCaller:
     async def disconnect(self) -> None:
         self.log.append(Event("hangup", "flow hangs up", self.clock.time()))
 
+    async def record_voicemail(self, *, max_seconds: float, silence_seconds: float, stop_keys: str = "#") -> VoicemailResult:
+        seconds = min(MESSAGE_SECONDS, max_seconds)
+        self.clock.advance(seconds + silence_seconds)
+        self.log.append(Event("voicemail", f"caller leaves a {seconds:g} s message (recording stops after "
+                              f"{silence_seconds:g} s of silence, {' or '.join(stop_keys) or 'no key'}, "
+                              f"or {max_seconds:g} s)", self.clock.time()))
+        return VoicemailResult("recorded", "silence", Path("simulated-message.wav"), seconds, seconds, seconds)
+
 
 async def rehearse(flow: Flow, *, caller: str = "+15555550100", system_number: str = "+15555550000",
                    digits: list[str] | None = None, at: float | None = None,
@@ -154,6 +164,8 @@ def _ending(result: FlowResult, contact: SimulatedCaller) -> str:
         return "caller hung up"
     if result.outcome == "disconnected":
         return "flow hung up"
+    if result.outcome == "voicemail":
+        return "caller left a voicemail; the call is hung up"
     if result.outcome == "error":
         return f"flow stopped with an error: {result.error}"
     return f"flow ended ({result.outcome})"
