@@ -448,3 +448,29 @@ def test_dashboard_module_entry_point_reads_the_config(menu_file, tmp_path):
         proc.terminate()
         proc.wait(timeout=10)
 
+
+
+def test_dashboard_page_shows_the_flow_picture_or_why_not(menu_file, tmp_path, monkeypatch):
+    from tests.web_helpers import chromium_page, make_tone_wav
+
+    other = tmp_path / "other.json"
+    other.write_text(menu_flow_json("Hello from line two."))
+    server = DashboardServer("127.0.0.1", 0, ws_url="ws://127.0.0.1:9001/mqtt", gateway_id="gw",
+                             flow_paths={"gsm1": menu_file, "gsm2": other})
+    with server, chromium_page(make_tone_wav(tmp_path / "mic.wav", seconds=2)) as page:
+        page.goto(server.url)
+        page.wait_for_selector("#flows-panel .flow-line", timeout=10_000)
+        rows = page.locator("#flows-panel .flow-line")
+        assert rows.count() == 2
+        assert "office menu.json" in rows.nth(0).inner_text()
+        rows.nth(0).get_by_role("button", name="Show flow").click()
+        page.wait_for_function(
+            "() => { const i = document.querySelector('.flow-line[data-line=\"gsm1\"] img');"
+            " return i && i.complete && i.naturalWidth > 200; }", timeout=10_000)
+
+        monkeypatch.setenv("PATH", str(tmp_path))                         # Graphviz gone: say so
+        rows.nth(1).get_by_role("button", name="Show flow").click()
+        message = page.locator('.flow-line[data-line="gsm2"] .flow-message')
+        message.wait_for(timeout=10_000)
+        assert "apt-get install graphviz" in message.inner_text()
+        assert not [e for e in page.cg_errors if "flows/gsm2.svg" not in e], page.cg_errors

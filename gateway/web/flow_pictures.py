@@ -22,7 +22,7 @@ SVG_MIME = "image/svg+xml"
 TEXT_MIME = "text/plain; charset=utf-8"
 # A drawn flow carries no script; if one is opened on its own, nothing in it may run or load.
 SVG_HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"}
-MAX_ERRORS_SHOWN = 10
+MAX_ERRORS_SHOWN = 5
 
 log = logging.getLogger(__name__)
 

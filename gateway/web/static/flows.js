@@ -39,8 +39,8 @@ async function show(entry, figure) {
     const img = el('img', {class: 'flow-picture', alt: `flow of line ${entry.line}`, src: url});
     img.style.maxWidth = '100%';
     img.style.height = 'auto';
-    const link = el('a', {href: entry.picture, target: '_blank', rel: 'noopener'}, 'Open full size');
-    figure.replaceChildren(img, el('div', {}, link));
+    const link = (child) => el('a', {href: entry.picture, target: '_blank', rel: 'noopener'}, child);
+    figure.replaceChildren(link(img), el('div', {}, link('Open full size')));
   } catch (e) {
     figure.replaceChildren(message(`Could not load the flow picture: ${e.message}`));
   }
