@@ -18,7 +18,7 @@ import pytest
 
 from gateway.cli.main import main as callgate
 from gateway.flows.model import Action, Condition, Flow
-from gateway.flows.render import (DotMissing, RenderError, designer_metadata, drawable_from_text, flow_to_dot,
+from gateway.flows.render import (DotMissing, RenderError, designer_metadata, flow_to_dot,
                                   read_drawable, render, render_file, render_svg, short_ids)
 from gateway.flows.validate import FlowInvalid, load_flow
 from gateway.web.server import DashboardServer
