@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from json.decoder import scanstring
 from pathlib import Path
 
+from gateway.flows.blocks import CHECK_MIXINS, ERROR_TYPES, NEEDS_NEXT_ACTION, SUPPORTED_TYPES  # noqa: F401
+from gateway.flows.blocks.voicemail import VOICEMAIL_TYPE, voicemail_options  # noqa: F401 - re-exported
 from gateway.flows.model import (
     FLOW_LANGUAGE_VERSION,
     REFERENCE_RE,
@@ -23,57 +25,18 @@ from gateway.flows.model import (
     Flow,
     is_known_reference,
 )
-
-# callgate's own blocks: the dot keeps them apart from every Amazon Connect type name.
-VOICEMAIL_TYPE = "Callgate.RecordVoicemail"
-
-SUPPORTED_TYPES = frozenset(
-    {
-        "MessageParticipant",
-        "GetParticipantInput",
-        "UpdateContactTargetQueue",
-        "TransferContactToQueue",
-        "UpdateContactAttributes",
-        "DisconnectParticipant",
-        "EndFlowExecution",
-        "UpdateFlowLoggingBehavior",  # runs as a no-op: every step is recorded anyway
-        VOICEMAIL_TYPE,
-        "UpdateContactRecordingBehavior",
-    }
-)
+from gateway.flows.values import PROMPT_PARAMETERS, parse_seconds  # noqa: F401 - parse_seconds re-exported
+from gateway.flows.values import key_path as _key_path
+from gateway.flows.values import kind as _kind
 
 MAX_ACTIONS = 250  # Connect's per-flow limit
 MAX_IDENTIFIER_LENGTH = 50
-MAX_INPUT_TIME_LIMIT_SECONDS = 179
 IDENTIFIER_FORBIDDEN = set("%:()\\/=$,;[]{}")
 RESERVED_IDENTIFIERS = frozenset(
     {"__proto__", "constructor", "prototype", "toString", "valueOf", "hasOwnProperty",
      "isPrototypeOf", "propertyIsEnumerable", "toLocaleString", "__defineGetter__",
      "__defineSetter__", "__lookupGetter__", "__lookupSetter__"}
 )
-PROMPT_PARAMETERS = ("Text", "SSML", "PromptId")
-DTMF_KEYS = frozenset("0123456789*#")
-VOICEMAIL_MAX_LENGTH = (120.0, 1.0, 3600.0)  # MaxLengthSeconds: default, smallest and largest allowed
-VOICEMAIL_SILENCE = (5.0, 0.5, 60.0)         # SilenceSeconds: default, smallest and largest allowed
-VOICEMAIL_PARAMETERS = ("MaxLengthSeconds", "SilenceSeconds", "StopKeys", "Beep", *PROMPT_PARAMETERS)
-
-# Error branches each supported action can take; any other ErrorType on it is never used.
-ERROR_TYPES = {
-    "MessageParticipant": {"NoMatchingError"},
-    "GetParticipantInput": {"InputTimeLimitExceeded", "NoMatchingCondition", "NoMatchingError"},
-    "UpdateContactTargetQueue": {"NoMatchingError"},
-    "TransferContactToQueue": {"QueueAtCapacity", "NoMatchingError"},
-    "UpdateContactAttributes": {"NoMatchingError"},
-    "DisconnectParticipant": set(),
-    "EndFlowExecution": set(),
-    "UpdateFlowLoggingBehavior": {"NoMatchingError"},
-    VOICEMAIL_TYPE: {"NoSpeech", "NoMatchingError"},
-    "UpdateContactRecordingBehavior": {"NoMatchingError"},
-}
-NEEDS_NEXT_ACTION = {"MessageParticipant", "UpdateContactTargetQueue", "UpdateContactAttributes",
-                     "UpdateFlowLoggingBehavior", "UpdateContactRecordingBehavior"}
-RECORDED_PARTICIPANTS = ("Agent", "Customer")
-RECORDING_CHANNELS = ("Stereo", "Mono")  # callgate's own RecordingBehavior.Channels (not in Connect)
 
 
 @dataclass
@@ -138,7 +101,7 @@ def load_flow(path: str | Path) -> Flow:
     return flow
 
 
-class _Validator:
+class _Validator(*CHECK_MIXINS):
     def __init__(self, text: str, source: str, base_dir: Path, check_files: bool) -> None:
         self.text = text
         self.source = source
@@ -440,9 +403,6 @@ class _Validator:
             self.error(f"{path}.Transitions", f"missing Transitions.NextAction ({action.type} continues to it)", ident)
         if action.conditions and action.type != "GetParticipantInput":
             self.warn(f"{path}.Transitions.Conditions", f"{action.type} ignores Conditions", ident)
-        if action.type == "GetParticipantInput":
-            self.check_GetParticipantInput(action, path, ident, params, cond_index)
-            return
         check = getattr(self, f"check_{action.type.replace('.', '_')}", None)
         if check is not None:
             check(action, path, ident, params)
@@ -504,158 +464,13 @@ class _Validator:
             more = f"{count} uses, first " if count > 1 else ""
             self.warn(where, f"{namespace} is not set by callgate ({more}{ref}); it resolves to empty text", ident)
 
-    def check_MessageParticipant(self, action: Action, path: str, ident: str, params: dict) -> None:
-        self.check_prompt(path, ident, params)
 
-    def check_GetParticipantInput(
-        self, action: Action, path: str, ident: str, params: dict, cond_index: list[int]
-    ) -> None:
-        self.check_prompt(path, ident, params)
-        store = params.get("StoreInput", "False")
-        if store not in ("False", False):
-            self.error(f"{path}.Parameters.StoreInput",
-                       f"StoreInput {json.dumps(store)} (Store customer input: several digits) is not supported "
-                       'here; only single-key menus (StoreInput "False")', ident)
-            return
-        if "InputTimeLimitSeconds" in params:
-            where, value = f"{path}.Parameters.InputTimeLimitSeconds", params["InputTimeLimitSeconds"]
-            seconds = parse_seconds(value)
-            if seconds is None:
-                self.error(where, f"InputTimeLimitSeconds must be a number of seconds, found {json.dumps(value)}",
-                           ident)
-            elif seconds <= 0:
-                self.error(where, f"InputTimeLimitSeconds must be above 0, found {json.dumps(value)}", ident)
-            elif seconds > MAX_INPUT_TIME_LIMIT_SECONDS:
-                self.warn(where, f"InputTimeLimitSeconds {json.dumps(value)} is above the "
-                                 f"{MAX_INPUT_TIME_LIMIT_SECONDS} s Connect allows for Get customer input "
-                                 "(callgate waits that long)", ident)
-        keys_seen: set[str] = set()
-        for i, cond in zip(cond_index, action.conditions):
-            where = f"{path}.Transitions.Conditions[{i}].Condition"
-            if cond.operator != "Equals":
-                self.error(f"{where}.Operator", f"GetParticipantInput supports only the Equals operator, "
-                                                f"found '{cond.operator}'", ident)
-            for j, key in enumerate(cond.operands):
-                if key not in DTMF_KEYS:
-                    self.error(f"{where}.Operands[{j}]",
-                               f"operand {json.dumps(key)} is not one phone key (0-9, *, #)", ident)
-                elif key in keys_seen:
-                    self.warn(f"{where}.Operands[{j}]", f"key '{key}' already has an earlier condition; this one "
-                                                        "is never taken", ident)
-                keys_seen.add(key)
-        if "InputTimeLimitExceeded" not in action.errors:
-            self.error(f"{path}.Transitions.Errors", "GetParticipantInput needs an InputTimeLimitExceeded error "
-                                                     "branch (where to go when no key is pressed)", ident)
-        if "NoMatchingCondition" not in action.errors:
-            self.warn(f"{path}.Transitions.Errors", "no NoMatchingCondition branch: a key without a condition "
-                                                    "ends the flow with an error", ident)
 
-    def check_UpdateContactTargetQueue(self, action: Action, path: str, ident: str, params: dict) -> None:
-        if "QueueId" not in params:
-            extra = " (agent queues via AgentId are not supported here)" if "AgentId" in params else ""
-            self.error(f"{path}.Parameters", f"missing QueueId{extra}", ident)
-            return
-        queue = params["QueueId"]
-        if not isinstance(queue, str) or not queue.strip():
-            self.error(f"{path}.Parameters.QueueId", f"QueueId must be a non-empty string, found {_kind(queue)}", ident)
-        else:
-            self.check_references(f"{path}.Parameters.QueueId", ident, queue)
 
-    def check_TransferContactToQueue(self, action: Action, path: str, ident: str, params: dict) -> None:
-        if "QueueAtCapacity" not in action.errors:
-            self.warn(f"{path}.Transitions.Errors", "no QueueAtCapacity branch: a full queue ends the flow "
-                                                    "with an error", ident)
 
-    def check_UpdateContactAttributes(self, action: Action, path: str, ident: str, params: dict) -> None:
-        target = params.get("TargetContact", "Current")
-        if target != "Current":
-            self.error(f"{path}.Parameters.TargetContact", f"TargetContact {json.dumps(target)} is not supported "
-                                                           'here; only "Current"', ident)
-        if "Attributes" not in params:
-            self.error(f"{path}.Parameters", "missing Attributes ({key: value})", ident)
-            return
-        attributes = params["Attributes"]
-        if not isinstance(attributes, dict):
-            self.error(f"{path}.Parameters.Attributes",
-                       f"Attributes must be an object, found {_kind(attributes)}", ident)
-            return
-        for key, value in attributes.items():
-            where = f"{path}.Parameters.Attributes{_key_path(key)}"
-            if not key:
-                self.error(where, "empty attribute name", ident)
-            if not isinstance(value, str):
-                self.error(where, f"attribute value must be a string, found {_kind(value)}", ident)
-            else:
-                self.check_references(where, ident, key + " " + value)
 
-    def check_UpdateFlowLoggingBehavior(self, action: Action, path: str, ident: str, params: dict) -> None:
-        value = params.get("FlowLoggingBehavior")
-        if value not in ("Enabled", "Disabled"):
-            self.error(f"{path}.Parameters", f'FlowLoggingBehavior must be "Enabled" or "Disabled", '
-                                             f"found {json.dumps(value)}", ident)
 
-    def check_UpdateContactRecordingBehavior(self, action: Action, path: str, ident: str, params: dict) -> None:
-        if "AnalyticsBehavior" in params:
-            self.warn(f"{path}.Parameters.AnalyticsBehavior", "AnalyticsBehavior is ignored: Contact Lens "
-                                                              "analytics do not exist here", ident)
-        if "RecordingBehavior" not in params:
-            self.error(f"{path}.Parameters", 'missing RecordingBehavior ({"RecordedParticipants": ["Agent", '
-                                             '"Customer"]}; an empty list turns recording off)', ident)
-            return
-        behavior, where = params["RecordingBehavior"], f"{path}.Parameters.RecordingBehavior"
-        if not isinstance(behavior, dict):
-            self.error(where, f"RecordingBehavior must be an object, found {_kind(behavior)}", ident)
-            return
-        if "IVRRecordingBehavior" in behavior:
-            self.warn(f"{where}.IVRRecordingBehavior", "IVRRecordingBehavior is ignored: callgate records the "
-                                                       "whole call, IVR included, while recording is on", ident)
-        if "Channels" in behavior and behavior["Channels"] not in RECORDING_CHANNELS:
-            self.error(f"{where}.Channels",
-                       f'Channels must be "Stereo" or "Mono", found {_kind(behavior["Channels"])}', ident)
-        if "RecordedParticipants" not in behavior:
-            self.error(where, 'missing RecordedParticipants (a list of "Agent" and/or "Customer"; an empty '
-                              "list turns recording off)", ident)
-            return
-        participants = behavior["RecordedParticipants"]
-        if not isinstance(participants, list):
-            self.error(f"{where}.RecordedParticipants",
-                       f"RecordedParticipants must be a list, found {_kind(participants)}", ident)
-            return
-        for i, who in enumerate(participants):
-            if who not in RECORDED_PARTICIPANTS:
-                self.error(f"{where}.RecordedParticipants[{i}]",
-                           f'participant must be "Agent" or "Customer", found {_kind(who)}', ident)
-            elif who in participants[:i]:
-                self.warn(f"{where}.RecordedParticipants[{i}]", f'"{who}" is listed twice', ident)
 
-    def check_Callgate_RecordVoicemail(self, action: Action, path: str, ident: str, params: dict) -> None:
-        if any(k in params for k in (*PROMPT_PARAMETERS, "Media")):
-            self.check_prompt(path, ident, params)  # the greeting is optional
-        for key in params:
-            if key not in VOICEMAIL_PARAMETERS and key != "Media":
-                known = ", ".join(VOICEMAIL_PARAMETERS)
-                self.warn(f"{path}.Parameters{_key_path(key)}",
-                          f"{VOICEMAIL_TYPE} has no parameter {key!r}; it is ignored (known: {known})", ident)
-        limits = {"MaxLengthSeconds": VOICEMAIL_MAX_LENGTH[1:], "SilenceSeconds": VOICEMAIL_SILENCE[1:]}
-        for key, (low, high) in limits.items():
-            if key not in params:
-                continue
-            where, value = f"{path}.Parameters.{key}", params[key]
-            seconds = parse_seconds(value)
-            if seconds is None:
-                self.error(where, f"{key} must be a number of seconds, found {_kind(value)}", ident)
-            elif not low <= seconds <= high:
-                self.error(where, f"{key} must be between {low:g} and {high:g} seconds, found {json.dumps(value)}",
-                           ident)
-        keys = params.get("StopKeys", "#")
-        if not isinstance(keys, str):
-            self.error(f"{path}.Parameters.StopKeys", f"StopKeys must be a string of phone keys such as \"#\", "
-                                                      f"found {_kind(keys)}", ident)
-        elif bad := sorted(set(keys) - DTMF_KEYS):
-            self.error(f"{path}.Parameters.StopKeys", f"StopKeys {json.dumps(keys)} holds {', '.join(map(repr, bad))}, "
-                                                      "not phone keys (0-9, *, #)", ident)
-        if "Beep" in params and _flag(params["Beep"]) is None:
-            self.error(f"{path}.Parameters.Beep", f"Beep must be true or false, found {_kind(params['Beep'])}", ident)
 
     # -- line and column for path-based issues
 
@@ -679,73 +494,10 @@ class _Validator:
             issue.line, issue.column = line, offset - line_starts[line - 1] + 1
 
 
-def parse_seconds(value: object) -> float | None:
-    """InputTimeLimitSeconds may be a number or a numeric string; None if it is neither."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            seconds = float(value.strip())
-        except ValueError:
-            return None
-        return seconds if seconds == seconds and seconds not in (float("inf"), float("-inf")) else None
-    return None
-
-
-@dataclass(frozen=True)
-class VoicemailOptions:
-    max_seconds: float
-    silence_seconds: float
-    stop_keys: str
-    beep: bool
-
-
-def voicemail_options(params: dict) -> VoicemailOptions:
-    """The settings of a (validated) Callgate.RecordVoicemail action, defaults filled in."""
-    max_seconds = parse_seconds(params.get("MaxLengthSeconds", VOICEMAIL_MAX_LENGTH[0]))
-    silence = parse_seconds(params.get("SilenceSeconds", VOICEMAIL_SILENCE[0]))
-    keys = params.get("StopKeys", "#")
-    beep = _flag(params.get("Beep", True))
-    return VoicemailOptions(max_seconds if max_seconds is not None else VOICEMAIL_MAX_LENGTH[0],
-                            silence if silence is not None else VOICEMAIL_SILENCE[0],
-                            keys if isinstance(keys, str) else "#", beep if beep is not None else True)
-
-
-def _flag(value: object) -> bool | None:
-    """true/false as JSON or as text ("True", "false"); None for anything else."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    return None
-
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, str):
-        return f"string {json.dumps(value)}" if value else "an empty string"
-    if isinstance(value, (int, float)):
-        return f"number {value}"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
 _SIMPLE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LAST_SEGMENT = re.compile(r'(\.[A-Za-z_][A-Za-z0-9_]*|\[\d+\]|\["(?:[^"\\]|\\.)*"\])$')
 _WS = re.compile(r"[ \t\n\r]*")
 _SCALAR = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?|true|false|null|NaN|-?Infinity")
-
-
-def _key_path(key: str) -> str:
-    return f".{key}" if _SIMPLE_KEY.fullmatch(key) else f"[{json.dumps(key, ensure_ascii=False)}]"
 
 
 def _parent_path(path: str) -> str:

@@ -1,0 +1,15 @@
+"""The flow blocks callgate runs, one module per family. Adding a block type is adding its checks,
+its handler and its error branches to one of these modules (or a new one listed here)."""
+
+from __future__ import annotations
+
+from gateway.flows.blocks import contact_data, ending, prompts, queues, voicemail
+
+MODULES = (prompts, queues, contact_data, ending, voicemail)
+
+# Error branches each supported type can take; any other ErrorType on it is never used.
+ERROR_TYPES: dict[str, set[str]] = {t: e for m in MODULES for t, e in m.ERRORS.items()}
+SUPPORTED_TYPES = frozenset(ERROR_TYPES)
+NEEDS_NEXT_ACTION = frozenset(t for m in MODULES for t in m.NEEDS_NEXT_ACTION)
+CHECK_MIXINS = tuple(m.Checks for m in MODULES)
+ACTION_MIXINS = tuple(m.Actions for m in MODULES)

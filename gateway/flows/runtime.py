@@ -1,0 +1,77 @@
+"""What flows and their block modules share at run time: the contact a flow talks to, the steps it
+takes, and the two results of an action (go on along a branch, or end the flow)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+ACTION_TIMEOUT = 120.0  # seconds any one action may take (a GetParticipantInput adds its input limit)
+DEFAULT_INPUT_TIME_LIMIT = 5.0  # Connect's default for GetParticipantInput
+
+
+class CallerHungUp(Exception):
+    """The caller hung up; raised by FlowContact methods."""
+
+
+class FlowContact(Protocol):
+    contact_id: str
+    attributes: dict[str, str]
+    customer_number: str
+    system_number: str
+    queue_name: str | None
+
+    async def play(self, samples: np.ndarray, *, interruptible: bool) -> str | None: ...
+    # Text channels (SMS) set channel = "SMS" and take prompts as text instead of audio:
+    #     channel: str                       ("VOICE" when absent)
+    #     async def send_text(self, text: str) -> None
+    # Calls that can be recorded also have (UpdateContactRecordingBehavior; absent: the action does nothing):
+    #     def set_recording(self, participants: list[str], layout: str | None = None) -> None
+    #         participants: "Agent" and/or "Customer" (empty: off); layout "stereo" | "mono" | None (unchanged)
+    # Calls that can leave a voicemail also have (Callgate.RecordVoicemail; absent: its NoMatchingError branch):
+    #     async def record_voicemail(self, *, max_seconds: float, silence_seconds: float, stop_keys: str)
+    #         -> gateway.media.voicemail.VoicemailResult   (raises CallerHungUp after keeping the message)
+    async def get_digit(self, timeout: float) -> str | None: ...
+    def set_queue(self, queue_ref: str) -> bool: ...
+    async def transfer_to_queue(self) -> str: ...
+    async def disconnect(self) -> None: ...
+
+
+class PromptSource(Protocol):
+    async def text(self, text: str, voice: str = "en-us") -> np.ndarray: ...
+    def file(self, path) -> np.ndarray: ...
+
+
+@dataclass
+class Step:
+    identifier: str
+    type: str
+    branch: str  # "next", "condition:1", an ErrorType, or how the flow ended ("queued", "hung_up", ...)
+    at: float  # clock.time() when the action started
+    detail: str | None = None  # why an error branch was taken
+
+
+@dataclass
+class FlowResult:
+    outcome: str  # "queued" | "disconnected" | "hung_up" | "ended" | "voicemail" | "error"
+    path: list[Step] = field(default_factory=list)
+    error: str | None = None
+
+    def path_records(self) -> list[dict]:
+        """The path as the contact record keeps it."""
+        return [{"id": s.identifier, "type": s.type, "branch": s.branch, "at": s.at} for s in self.path]
+
+
+@dataclass
+class Go:
+    branch: str
+    target: str | None
+    detail: str | None = None
+
+
+@dataclass
+class End:
+    outcome: str
+    detail: str | None = None
