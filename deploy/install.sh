@@ -143,7 +143,7 @@ echo "  venv+code $PREFIX   config $ETC   data $STATE   unit $UNIT_DIR   udev $R
 
 # --- 1. Debian packages ---------------------------------------------------------------------------
 step "Debian packages"
-APT_PKGS=(python3-venv espeak-ng sox libportaudio2)
+APT_PKGS=(python3-venv espeak-ng sox libportaudio2 graphviz)
 command -v npm >/dev/null 2>&1 || APT_PKGS+=(nodejs npm)
 [ "$MOSQ" = 1 ] && APT_PKGS+=(mosquitto mosquitto-clients)
 missing=()

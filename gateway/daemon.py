@@ -112,7 +112,8 @@ class Daemon:
             from gateway.web.server import DashboardServer
             tls = {"certfile": str(cfg.web.certfile), "keyfile": str(cfg.web.keyfile) if cfg.web.keyfile else None} \
                 if cfg.web.certfile else {}
-            self.web = DashboardServer(cfg.web.host, cfg.web.port, ws_url=self.ws_url, gateway_id=cfg.gateway_id, **tls)
+            self.web = DashboardServer(cfg.web.host, cfg.web.port, ws_url=self.ws_url, gateway_id=cfg.gateway_id,
+                                       flows=lambda: self.flows, flow_paths={lc.id: lc.flow for lc in cfg.lines}, **tls)
             self.web.start()
         self.publisher.set_status({"online": True, "version": __version__, "started": self.started,
                                    "lines": [lc.id for lc in cfg.lines], "queues": self.center.queue_ids})
