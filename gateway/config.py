@@ -74,6 +74,7 @@ class Config:
     data_dir: Path = Path("var")
     recording: bool = True                      # false: no call is recorded, whatever queues and flows say
     recording_mode: str = "stereo"              # "stereo" (caller left, agent right) | "mono" (mixed)
+    hold_music: Path | None = None              # WAV looped to waiting callers (default: a generated chime)
     recording_keep_days: float | None = None    # remove recordings older than this
     recording_max_mb: float | None = None       # and the oldest beyond this total
     mqtt: MqttConfig = field(default_factory=MqttConfig)
@@ -106,6 +107,20 @@ def _one_of(*choices: str):
     return lambda v: None if v in choices else f"must be {names}, found {v!r}"
 
 
+def _wav_file(table: TomlTable, key: str, base: Path) -> Path | None:
+    """An audio file named in the config: it must exist and be a WAV the gateway can play."""
+    from gateway.media.wavfile import WavError, read_wav
+    value = table.get(key, str, None)
+    if value is None:
+        return None
+    path = base / value
+    try:
+        read_wav(path)
+    except WavError as exc:
+        raise table.err(key, str(exc)) from None
+    return path
+
+
 def load_config(path: str | Path) -> Config:
     source = Path(path)
     data = read_toml(source, ConfigError)
@@ -121,6 +136,7 @@ def load_config(path: str | Path) -> Config:
     positive = lambda v: None if v > 0 else "must be greater than 0"  # noqa: E731
     cfg.recording_keep_days = gw.get("recording_keep_days", float, None, check=positive)
     cfg.recording_max_mb = gw.get("recording_max_mb", float, None, check=positive)
+    cfg.hold_music = _wav_file(gw, "hold_music", base)
     gw.finish()
 
     m = root.table("mqtt", {})
@@ -158,7 +174,8 @@ def load_config(path: str | Path) -> Config:
             max_contacts=t.get("max_contacts", int, 10, check=lambda v: None if v > 0 else "must be at least 1"),
             acw_timeout=t.get("acw_timeout", float, 10.0, check=_positive),
             offer_timeout=t.get("offer_timeout", float, 20.0, check=_positive),
-            recording=t.get("recording", str, None, check=_one_of("stereo", "mono", "off"))))
+            recording=t.get("recording", str, None, check=_one_of("stereo", "mono", "off")),
+            hold_music=_wav_file(t, "hold_music", base)))
         t.finish()
     if not cfg.queues:
         raise root.err("queues", "at least one [[queues]] table is required")

@@ -57,7 +57,8 @@ class ContactSession:
     def __init__(self, line: "Line", call: "Call", *, flow: "Flow", prompts, center: "Center",
                  store: "ContactStore", recording_dir: Path | None, system_number: str = "",
                  recording_mode: str = "stereo", queue_recording: dict[str, str | None] | None = None,
-                 clock: Clock = SYSTEM_CLOCK, voicemail_dir: Path | None = None) -> None:
+                 clock: Clock = SYSTEM_CLOCK, voicemail_dir: Path | None = None,
+                 hold_music: Callable[[str | None], list[bytes] | None] | None = None) -> None:
         self.line, self.call = line, call
         self.contact_id = call.call_id
         self.customer_number = call.caller
@@ -81,6 +82,8 @@ class ContactSession:
         self._playback: deque[bytes] | None = None
         self._holding = False
         self._hold_pos = 0
+        self._hold_music_for = hold_music        # queue id -> looped frames (None: the generated chime)
+        self._hold_frames: list[bytes] | None = None
         self._inbound = InboundBuffer()     # caller frames waiting to be paired with an outbound tick
         self._caller_speech = Endpointer()
         self.relay: "AudioRelay | None" = None
@@ -174,7 +177,7 @@ class ContactSession:
                 self._playback = None
                 self._wake.set()
         elif self._holding:
-            music = hold_music()
+            music = self._hold_frames or hold_music()
             frame = music[self._hold_pos % len(music)]
             self._hold_pos += 1
         caller = self._inbound.pop()
@@ -304,6 +307,8 @@ class ContactSession:
             self.recording.from_queue(self._queue_recording.get(self.queue_id))
             self._apply_recording()
             self._holding = self.relay is None
+            if self._hold_music_for is not None:
+                self._hold_frames = self._hold_music_for(self.queue_id)
             self._store.upsert(self.contact_id, queue_id=self.queue_id, enqueued_at=waiting.enqueued_wall)
         return outcome
 

@@ -27,9 +27,11 @@ from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.config import Config
 from gateway.contact import ContactSession
 from gateway.flows.validate import FlowInvalid, load_flow
+from gateway.media.frames import pcm_to_frames
 from gateway.media.prompts import PromptCache
 from gateway.media.recorder import CallRecorder, downmix_to_mono, wav_channels
 from gateway.media.voicemail import recover as recover_voicemail
+from gateway.media.wavfile import WavError
 from gateway.line_services import LineServices
 from gateway.modem.line import Call, Line
 from gateway.modem.profile import ProfileError, load_profile
@@ -73,6 +75,7 @@ class Daemon:
         self._close_dangling_records()
         self._finish_interrupted_downmixes()
         self.prompts = PromptCache(data / "prompts")
+        self._hold_frames: dict[Path, tuple] = {}
 
         if cfg.mqtt.embedded:
             self.broker = EmbeddedBroker(cfg.mqtt.embedded_host, cfg.mqtt.embedded_tcp_port, cfg.mqtt.embedded_ws_port)
@@ -265,7 +268,7 @@ class Daemon:
                                  store=self.store, recording_dir=(self.cfg.data_dir / "recordings") if self.cfg.recording else None,
                                  system_number=lc.number, clock=self.clock, recording_mode=self.cfg.recording_mode,
                                  queue_recording={q.id: q.recording for q in self.cfg.queues},
-                                 voicemail_dir=self.cfg.data_dir / "voicemail")
+                                 voicemail_dir=self.cfg.data_dir / "voicemail", hold_music=self._hold_music)
         self.sessions[call.call_id] = session
         log.info("line %s: incoming call %s from %s", line.id, call.call_id, call.caller or "unknown")
         task = self.supervisor.spawn(session.run(), f"contact-{call.call_id}")
@@ -305,6 +308,23 @@ class Daemon:
             busy = {p for other in self.lines.values() if other.id != lc.id for p in (other.at_port, other.audio_port)}
             return await relocate(identity, profile, busy=busy)
         return locate
+
+    def _hold_music(self, queue_id: str | None) -> list[bytes] | None:
+        """Looped hold music for a queue: its own file, else the gateway's, else None (the chime).
+        The file goes through the prompt cache, so an edited file is picked up by the next caller."""
+        queue = next((q for q in self.cfg.queues if q.id == queue_id), None)
+        path = (queue.hold_music if queue is not None else None) or self.cfg.hold_music
+        if path is None:
+            return None
+        try:
+            samples = self.prompts.file(path)
+        except WavError as exc:
+            log.warning("hold music cannot be played, using the chime: %s", exc)
+            return None
+        cached = self._hold_frames.get(path)
+        if cached is None or cached[0] is not samples:
+            cached = self._hold_frames[path] = (samples, pcm_to_frames(samples))
+        return cached[1]
 
     def sms_received(self, line: Line, message) -> None:
         self.services.sms_received(line, message)

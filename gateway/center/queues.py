@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass
@@ -14,6 +15,7 @@ class QueueConfig:
     acw_timeout: float = 10.0  # seconds of after-call work before the agent is Available again
     offer_timeout: float = 20.0  # seconds an agent has to accept an offer
     recording: str | None = None  # "stereo" | "mono" | "off" for calls queued here; None: the gateway's
+    hold_music: Path | None = None  # WAV looped to callers waiting here; None: the gateway's
 
     def __post_init__(self) -> None:
         where = f"queue {self.id!r}"
