@@ -252,12 +252,13 @@ def test_get_input_needs_a_timeout_branch():
     assert issue.message.startswith("GetParticipantInput needs an InputTimeLimitExceeded error branch")
 
 
-def test_store_input_true_is_refused():
+def test_store_input_true_refuses_menu_conditions():  # the rest of StoreInput: tests/test_flows_input.py
     action = menu()
-    action["Parameters"]["StoreInput"] = "True"
+    action["Parameters"].update(StoreInput="True", InputValidation={"CustomValidation": {"MaximumLength": "4"}})
     issue = only_error(doc(action, bye()))
-    assert issue.path == "$.Actions[0].Parameters.StoreInput"
-    assert "not supported" in issue.message and "Store customer input" in issue.message
+    assert issue.path == "$.Actions[0].Transitions.Conditions"
+    assert issue.message == ('Conditions are not used with StoreInput "True" (the keys go to $.StoredCustomerInput); '
+                             "route on them with a Compare action")
 
 
 def test_message_prompt_rules():

@@ -176,7 +176,7 @@ class _Run(*ACTION_MIXINS):
             if isinstance(part, float):
                 pieces.append(np.zeros(int(part * SAMPLE_RATE), dtype=np.int16))
             elif part.strip():
-                pieces.append(np.asarray(await self.prompts.text(part.strip())))
+                pieces.append(np.asarray(await self.prompts.text(part.strip(), voice=self.tts_voice)))
         if not any(len(p) for p in pieces):
             return None
         return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)

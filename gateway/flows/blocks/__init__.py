@@ -3,9 +3,9 @@ its handler and its error branches to one of these modules (or a new one listed 
 
 from __future__ import annotations
 
-from gateway.flows.blocks import contact_data, ending, prompts, queues, voicemail
+from gateway.flows.blocks import contact_data, ending, prompts, queues, voice, voicemail
 
-MODULES = (prompts, queues, contact_data, ending, voicemail)
+MODULES = (prompts, queues, contact_data, ending, voicemail, voice)
 
 # Error branches each supported type can take; any other ErrorType on it is never used.
 ERROR_TYPES: dict[str, set[str]] = {t: e for m in MODULES for t, e in m.ERRORS.items()}
