@@ -5,8 +5,8 @@ Detector design: 20 ms windows with a 5 ms hop, each correlated with the 8 DTMF 
 matrix product for all windows of a batch). A window holds a digit when one row and one column tone
 are strong enough, within the frequency tolerance and twist limits, carry nearly all the window's
 energy and have weak second harmonics; the frequency offset comes from the phase advance between the
-window's four 5 ms sub-blocks. Most windows never get that far: one too quiet to hold a tone, or
-whose strongest bins cannot pass even at the largest offset correction, costs only the screen.
+window's four 5 ms sub-blocks. Most windows never get that far: one whose tone bins cannot pass even
+at the largest offset correction costs only the screen, a few plain float comparisons per window.
 A digit needs MIN_RUN consecutive such windows; it ends at another digit or after MAX_GAP + 1
 windows without a digit.
 
@@ -43,6 +43,7 @@ MIN_RUN = 3  # consecutive valid windows: ~30 ms of tone (40 ms accepted, 23 ms 
 BATCH_MS = 20  # audio gathered before analysis: one call frame, so a press is known within a frame
 MAX_UNREAD_PRESSES = 256  # presses() keeps this many for a caller that never asks
 _FEW_WINDOWS = 8  # batches up to this many windows are screened in plain Python
+RING_BATCHES = 16  # batches a call's ring holds before its history moves back to the start
 MAX_GAP = 8  # silent windows bridged inside a digit: a 10 ms break is one digit, a 40 ms pause two
 
 _FULL_SCALE = 32768.0
@@ -126,14 +127,16 @@ class DtmfDetector:
         self._min_power = (_FULL_SCALE * 10.0 ** (MIN_LEVEL_DBFS / 20.0)) ** 2
         self._power_scale = 2.0 / (n * n)  # |window DFT|^2 -> mean square of a tone on the bin
         self._fraction = MIN_TONE_FRACTION / n  # window energy -> least power the two tones must hold
-        # a bin holds at most twice the window's mean square (Cauchy-Schwarz): quieter windows hold no digit
-        self._quiet_energy = 0.9 * self._min_power * float(self._worst_loss.min()) / 2.0 * n
         # window DFT at the 8 tones, cos and -sin interleaved, each column pair scaled so that
-        # re^2 + im^2 is the tone's power raised by the largest offset loss (the screen's figure)
+        # re^2 + im^2 is the tone's power raised by the largest offset loss (the screens' figure)
         angle = 2 * np.pi * np.outer(np.arange(n), fund) / self.rate
         gain = np.sqrt(self._power_scale / self._worst_loss)
         self._basis = np.empty((n, 16))
         self._basis[:, 0::2], self._basis[:, 1::2] = np.cos(angle) * gain, -np.sin(angle) * gain
+        # windows and their DFT side by side: squared and summed by one product, they give each
+        # window's energy and its 8 tones' power together
+        self._sums = np.zeros((n + 16, 2))
+        self._sums[:n, 0] = self._sums[n:, 1] = 1.0
         # candidates only: sub-block correlations at the tones and their second harmonics, brought
         # to the window's time reference so their phase advance gives each tone's frequency offset
         freqs = np.concatenate([fund, 2 * fund])
@@ -141,15 +144,19 @@ class DtmfDetector:
         self._sub_basis = np.empty((sub, 2 * freqs.size))
         self._sub_basis[:, 0::2], self._sub_basis[:, 1::2] = np.cos(angle), -np.sin(angle)
         self._sub_rot = np.exp(-2j * np.pi * np.outer(np.arange(WINDOW_SUBS) * sub, freqs) / self.rate)
-        # the steady state of a call, one batch per feed(): history and batch in one buffer,
-        # its windows copied into a preallocated array
-        self._keep = n - sub  # samples of history a batch's first window needs
-        self._frame = self._batch if self._batch % sub == 0 else -1
-        self._ring = np.zeros(self._keep + max(self._frame, 0))
-        nw = max(self._frame, 0) // sub
-        self._ring_view = np.lib.stride_tricks.as_strided(self._ring, (nw, n), (sub * 8, 8), writeable=False)
-        self._ring_windows = np.empty((nw, n))
-        self._hist = np.zeros(0)  # float samples from the next window's start on
+        # the steady state of a call, one batch per feed(): the history then RING_BATCHES batches in
+        # one buffer, the windows of each batch position prebuilt as views, their work arrays reused
+        keep = self._keep = n - sub  # samples of history a batch's first window needs
+        frame = self._frame = self._batch if self._batch % sub == 0 else -1
+        nw = max(frame, 0) // sub
+        self._ring = np.zeros(keep + RING_BATCHES * max(frame, 0))
+        self._ring_views = [np.lib.stride_tricks.as_strided(self._ring[k * max(frame, 0) :], (nw, n), (sub * 8, 8),
+                                                            writeable=False) for k in range(RING_BATCHES)]
+        self._phase = 0
+        self._work = np.zeros((nw, n + 16))
+        self._work_sq = np.zeros((nw, n + 16))
+        self._work_windows, self._work_dft = self._work[:, :n], self._work[:, n:]
+        self._hist: np.ndarray | None = np.zeros(0)  # samples from the next window's start; None: in the ring
         self._pending: list[np.ndarray] = []
         self._pending_size = 0
         self._next_window = 0  # absolute index of the next window to classify
@@ -161,13 +168,8 @@ class DtmfDetector:
         """Add audio; returns digits that ended. Audio is analysed in batches of batch_ms, so a
         digit (and its press) is known at most that much later than it could be."""
         x = as_int16(samples)
-        if x.size == self._frame and not self._pending and self._hist.size == self._keep:
-            ring, keep = self._ring, self._keep
-            ring[:keep] = self._hist
-            ring[keep:] = x
-            self._hist = ring[self._frame :]
-            np.copyto(self._ring_windows, self._ring_view)
-            return self._analyse(self._ring_windows)
+        if x.size == self._frame and not self._pending and (self._hist is None or self._hist.size == self._keep):
+            return self._feed_batch(x)
         self._pending.append(x)
         self._pending_size += x.size
         if self._pending_size < self._batch:
@@ -188,9 +190,29 @@ class DtmfDetector:
         self._presses.clear()
         return out
 
+    def _feed_batch(self, x: np.ndarray) -> list[DigitEvent]:
+        """One batch with its history in the ring: no allocation but the results."""
+        ring, keep, size = self._ring, self._keep, self._frame
+        if self._hist is not None:
+            ring[:keep] = self._hist
+            self._hist, self._phase = None, 0
+        k = self._phase
+        if k == RING_BATCHES:
+            ring[:keep] = ring[k * size :]
+            k = 0
+        ring[keep + k * size : keep + (k + 1) * size] = x
+        self._phase = k + 1
+        work = self._work
+        np.copyto(self._work_windows, self._ring_views[k])
+        np.matmul(self._work_windows, self._basis, out=self._work_dft)
+        np.multiply(work, work, out=self._work_sq)
+        return self._analyse(self._work_windows, self._work_dft, np.dot(self._work_sq, self._sums))
+
     def _process(self) -> list[DigitEvent]:
-        x = np.concatenate([self._hist, *self._pending]) if self._hist.size or len(self._pending) > 1 \
-            else self._pending[0].astype(np.float64)
+        hist = self._hist
+        if hist is None:
+            hist = self._ring[self._phase * self._frame :][: self._keep]
+        x = np.concatenate([hist, *self._pending])  # float: the history is
         self._pending, self._pending_size = [], 0
         sub, n = self._sub, self._win
         if x.size < n:
@@ -198,21 +220,23 @@ class DtmfDetector:
             return []
         nw = (x.size - n) // sub + 1
         self._hist = x[nw * sub :]
-        windows = np.lib.stride_tricks.as_strided(x, (nw, n), (sub * x.itemsize, x.itemsize), writeable=False)
-        return self._analyse(np.ascontiguousarray(windows))
+        work = np.empty((nw, n + 16))
+        work[:, :n] = np.lib.stride_tricks.as_strided(x, (nw, n), (sub * x.itemsize, x.itemsize), writeable=False)
+        np.matmul(work[:, :n], self._basis, out=work[:, n:])
+        return self._analyse(work[:, :n], work[:, n:], np.dot(work * work, self._sums))
 
     # --- per-window decision ------------------------------------------------------------------
 
-    def _analyse(self, windows: np.ndarray) -> list[DigitEvent]:
+    def _analyse(self, windows: np.ndarray, dft: np.ndarray, sums: np.ndarray) -> list[DigitEvent]:
+        """`sums` holds each window's energy and its 8 tones' screen power."""
         nw = windows.shape[0]
         base = self._next_window
         self._next_window += nw
-        energy = np.einsum("ij,ij->i", windows, windows)
         if nw <= _FEW_WINDOWS:  # a call frame: Python floats cost less than numpy calls on 4 values
-            cand = self._screen_few(windows, energy)
+            cand = self._screen_few(dft, sums)
         else:
-            cand = self._screen(windows, energy)
-        digits = None if cand is None else self._classify(windows, energy, cand)
+            cand = self._screen(dft, sums)
+        digits = None if cand is None else self._classify(windows, dft, sums[:, 0], cand)
         if digits is None:
             return self._no_digit(nw)
         return self._track(digits, base)
@@ -220,13 +244,10 @@ class DtmfDetector:
     # Two screens before the full checks, both at the largest frequency-offset correction (so they
     # only drop windows the checks would refuse): all 8 tones' power together, then the strongest
     # row and column tone alone, each against two tones at the minimum level and MIN_TONE_FRACTION
-    # of the window's energy. A window too quiet for any bin to reach the minimum costs neither.
+    # of the window's energy.
 
-    def _screen(self, windows: np.ndarray, energy: np.ndarray) -> np.ndarray | None:
-        if energy.max() < self._quiet_energy:
-            return None
-        dft = windows @ self._basis
-        total = np.einsum("ij,ij->i", dft, dft)
+    def _screen(self, dft: np.ndarray, sums: np.ndarray) -> np.ndarray | None:
+        energy, total = sums[:, 0], sums[:, 1]
         need = energy * self._fraction
         cand = np.flatnonzero((total >= 2 * self._min_power) & (total >= need))
         if cand.size == 0:
@@ -236,17 +257,12 @@ class DtmfDetector:
         cand = cand[(best.min(axis=1) >= self._min_power) & (best.sum(axis=1) >= need[cand])]
         return cand if cand.size else None
 
-    def _screen_few(self, windows: np.ndarray, energy: np.ndarray) -> np.ndarray | None:
+    def _screen_few(self, dft: np.ndarray, sums: np.ndarray) -> np.ndarray | None:
         """_screen in plain Python floats, for a handful of windows."""
-        el = energy.tolist()
-        if max(el) < self._quiet_energy:
-            return None
-        dft = windows @ self._basis
-        totals = np.einsum("ij,ij->i", dft, dft).tolist()
         floor, fraction, least = 2 * self._min_power, self._fraction, self._min_power
         cand = []
-        for i, total in enumerate(totals):
-            need = el[i] * fraction
+        for i, (energy, total) in enumerate(sums.tolist()):
+            need = energy * fraction
             if total < floor or total < need:
                 continue
             v = dft[i].tolist()
@@ -256,18 +272,19 @@ class DtmfDetector:
                 cand.append(i)
         return np.array(cand) if cand else None
 
-    def _classify(self, windows: np.ndarray, energy: np.ndarray, cand: np.ndarray) -> np.ndarray | None:
+    def _classify(self, windows: np.ndarray, dft: np.ndarray, energy: np.ndarray,
+                  cand: np.ndarray) -> np.ndarray | None:
         """Digit index (KEYPAD row * 4 + column) per window, -1 where none; None when no window
         holds a digit. Only the windows in `cand` (the screens' survivors) can."""
         c, sub = cand.size, self._sub
+        pairs = dft[cand].reshape(c, 8, 2)
+        p_raw = np.einsum("ijk,ijk->ij", pairs, pairs) * self._worst_loss  # mean square of each tone on its bin
+        two = p_raw.reshape(c, 2, 4).argmax(axis=2)  # strongest row tone, strongest column tone
+        two[:, 1] += 4
+        rows, cols = two[:, 0], two[:, 1]
+        idx = np.arange(c)
         subs = windows[cand].reshape(c * WINDOW_SUBS, sub) @ self._sub_basis
         ys = subs.view(np.complex128).reshape(c, WINDOW_SUBS, -1) * self._sub_rot  # (c, 4, 16)
-        w = ys[:, :, :8].sum(axis=1)
-        p_raw = (w.real**2 + w.imag**2) * self._power_scale  # mean square of each tone on its bin
-        idx = np.arange(c)
-        rows = p_raw[:, :4].argmax(axis=1)
-        cols = p_raw[:, 4:].argmax(axis=1) + 4
-        two = np.stack((rows, cols), axis=1)  # (c, 2)
         need = energy[cand] * self._fraction
         # tones (and their harmonics) per sub-block: the phase advance gives each tone's frequency offset
         seg = ys.transpose(0, 2, 1)[idx[:, None], np.concatenate((two, two + 8), axis=1)]  # (c, 4, 4)
