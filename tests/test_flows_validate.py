@@ -142,7 +142,7 @@ def test_identifier_with_forbidden_characters_and_reserved_names():
     assert ("$.Actions[1].Identifier", "Identifier 'constructor' is a reserved name") in found
 
 
-@pytest.mark.parametrize("type_", ["InvokeLambdaFunction", "ConnectParticipantWithLexBot", "Compare", "NoSuchBlock"])
+@pytest.mark.parametrize("type_", ["InvokeLambdaFunction", "ConnectParticipantWithLexBot", "CreateTask", "NoSuchBlock"])
 def test_unsupported_types_are_named_with_their_path(type_):
     other = {"Identifier": "x", "Type": type_, "Parameters": {}, "Transitions": {"NextAction": "bye"}}
     issue = only_error(doc(say("hello", "hi", "x"), other, bye()))
@@ -395,11 +395,15 @@ def test_load_flow_reports_unreadable_files(tmp_path):
     assert "not UTF-8" in caught.value.issues[0].message
 
 
-def test_more_than_250_actions_is_a_warning():
-    actions = [say(f"a{i}", "hi", f"a{i + 1}") for i in range(251)] + [bye("a251")]
+def test_more_than_250_actions_is_an_error():
+    actions = [say(f"a{i}", "hi", f"a{i + 1}") for i in range(249)] + [bye("a249")]
     flow, issues = check(doc(*actions))
-    assert flow is not None
-    assert [(i.path, i.severity) for i in issues] == [("$.Actions", "warning")]
+    assert flow is not None and issues == []
+    actions = [say(f"a{i}", "hi", f"a{i + 1}") for i in range(250)] + [bye("a250")]
+    flow, issues = check(doc(*actions))
+    assert flow is None
+    assert [(i.path, i.severity, i.line) for i in issues] == [("$.Actions", "error", 4)]
+    assert issues[0].message.startswith("251 actions; a flow has at most 250")
 
 
 def test_demo_flow_is_valid_without_warnings():

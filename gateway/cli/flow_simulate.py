@@ -23,15 +23,18 @@ def add_parser(fsub) -> None:
 
 def run(args) -> int:
     from gateway.flows.simulate import rehearse
-    from gateway.flows.validate import FlowInvalid, load_flow
+    from gateway.flows.validate import FlowInvalid
     try:
         at = _parse_at(args.at) if args.at else None
         attrs = _parse_attrs(args.attr)
     except ValueError as exc:
         print(f"callgate flow simulate: {exc}", file=sys.stderr)
         return 2
+    from gateway.flows.library import FlowLibrary
+    library = FlowLibrary([Path(args.flow).parent])  # the flows beside it, for TransferToFlow and event hooks
+    library.refresh()
     try:
-        flow = load_flow(args.flow)
+        flow = library.load(args.flow)
     except FlowInvalid as exc:
         print(f"callgate flow simulate: {args.flow} is not valid:\n{exc}", file=sys.stderr)
         return 1
@@ -41,7 +44,8 @@ def run(args) -> int:
         print(f"callgate flow simulate: --digits: {bad[0]!r} is not a key (0-9, *, #, A-D)", file=sys.stderr)
         return 2
     rehearsal = asyncio.run(rehearse(flow, caller=args.caller, system_number=args.number, digits=digits,
-                                     at=at, attributes=attrs, full_queues=set(args.queue_full)))
+                                     at=at, attributes=attrs, full_queues=set(args.queue_full),
+                                     library=library.current))
     if args.json:
         from gateway.cli.output import emit_json
         emit_json({"flow": str(Path(args.flow)), **rehearsal.as_dict()})

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
+from pathlib import Path
 from xml.sax.saxutils import escape
 
 import numpy as np
@@ -45,11 +46,15 @@ async def run_flow(
     clock: Clock = SYSTEM_CLOCK,
     action_timeout: float = ACTION_TIMEOUT,
     on_step: Callable[[Step], None] | None = None,
+    library=None,
+    rng=None,
 ) -> FlowResult:
     """Run `flow` from its StartAction until the contact is queued, disconnected, hangs up or the flow
-    ends. `on_step` sees each step as soon as its action has finished."""
+    ends. `on_step` sees each step as soon as its action has finished. `library` (a FlowSet: `get(ref)`)
+    holds the flows TransferToFlow may run; `rng` (random.Random) draws DistributeByPercentage's number."""
     run = _Run(flow, contact, prompts, clock, action_timeout)
     run.on_step = on_step
+    run.library, run.rng = library, rng
     return await run.run()
 
 
@@ -66,7 +71,9 @@ class _Run(*ACTION_MIXINS):
 
     async def run(self) -> FlowResult:
         current = self.flow.start_action
-        for _ in range(MAX_STEPS):
+        first = self.flow
+        for _ in range(MAX_STEPS):  # counted across TransferToFlow: a loop between flows stops too
+            self.step_flow = None if self.flow is first else Path(self.flow.source).stem
             action = self.flow.actions.get(current)
             if action is None:
                 return FlowResult("error", self.path, f"no action '{current}' in the flow")
@@ -93,6 +100,7 @@ class _Run(*ACTION_MIXINS):
         return FlowResult("error", self.path, f"stopped after {MAX_STEPS} steps (loop guard)")
 
     def _step(self, step: Step) -> None:
+        step.flow = getattr(self, "step_flow", None)
         self.path.append(step)
         if self.on_step is not None:
             self.on_step(step)

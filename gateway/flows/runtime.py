@@ -33,6 +33,12 @@ class FlowContact(Protocol):
     # Calls that can leave a voicemail also have (Callgate.RecordVoicemail; absent: its NoMatchingError branch):
     #     async def record_voicemail(self, *, max_seconds: float, silence_seconds: float, stop_keys: str)
     #         -> gateway.media.voicemail.VoicemailResult   (raises CallerHungUp after keeping the message)
+    # Contacts that keep event hooks (UpdateContactEventHooks; absent: the action succeeds and keeps nothing):
+    #     def set_event_hook(self, kind: str, flow_ref: str) -> None
+    #         kind: "CustomerRemaining" (the disconnect flow), "CustomerQueue", ...; flow_ref: as the flow names
+    #         it (file stem, Metadata name, id or ARN); look it up with FlowLibrary/FlowSet.get(flow_ref)
+    #     event_hooks: dict[str, str]          (kind -> flow_ref, as set so far)
+    # UpdateContactCallbackNumber sets `contact.callback_number` (str, E.164 or national digits).
     async def get_digit(self, timeout: float) -> str | None: ...
     def set_queue(self, queue_ref: str) -> bool: ...
     async def transfer_to_queue(self) -> str: ...
@@ -51,6 +57,7 @@ class Step:
     branch: str  # "next", "condition:1", an ErrorType, or how the flow ended ("queued", "hung_up", ...)
     at: float  # clock.time() when the action started
     detail: str | None = None  # why an error branch was taken
+    flow: str | None = None  # the flow the action is in, once TransferToFlow has left the first one
 
 
 @dataclass
@@ -61,7 +68,8 @@ class FlowResult:
 
     def path_records(self) -> list[dict]:
         """The path as the contact record keeps it."""
-        return [{"id": s.identifier, "type": s.type, "branch": s.branch, "at": s.at} for s in self.path]
+        return [{"id": s.identifier, "type": s.type, "branch": s.branch, "at": s.at,
+                 **({"flow": s.flow} if s.flow is not None else {})} for s in self.path]
 
 
 @dataclass

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from gateway.clock import ManualClock
+from gateway.flows.blocks.control import DISCONNECT_HOOK
+from gateway.flows.hooks import RUNS_AFTER, run_disconnect_flow
 from gateway.flows.interpreter import CallerHungUp, FlowResult, Step, run_flow
 from gateway.flows.model import Flow
 from gateway.media.voicemail import VoicemailResult
@@ -85,7 +87,13 @@ class SimulatedCaller:
     contact_id: str = "simulated-contact"
     queue_name: str | None = None
     channel: str = "VOICE"
+    event_hooks: dict[str, str] = field(default_factory=dict)
+    callback_number: str | None = None
     _silences: int = 0
+
+    def set_event_hook(self, kind: str, flow_ref: str) -> None:
+        self.event_hooks[kind] = flow_ref
+        self.log.append(Event("note", f"{kind} flow set to {flow_ref}", self.clock.time()))
 
     async def play(self, samples: np.ndarray, *, interruptible: bool) -> str | None:
         if interruptible and self.digits and self.digits[0] != "":
@@ -140,7 +148,8 @@ class SimulatedCaller:
 async def rehearse(flow: Flow, *, caller: str = "+15555550100", system_number: str = "+15555550000",
                    digits: list[str] | None = None, at: float | None = None,
                    attributes: dict[str, str] | None = None, queues: set[str] | None = None,
-                   full_queues: set[str] | None = None) -> Rehearsal:
+                   full_queues: set[str] | None = None, library=None) -> Rehearsal:
+    """`library` (a FlowSet) holds the flows TransferToFlow and the disconnect flow may name."""
     clock = ManualClock(start=at) if at is not None else ManualClock()
     log: list[Event] = []
     contact = SimulatedCaller(list(digits or []), caller, system_number, clock, log, queues,
@@ -153,7 +162,16 @@ async def rehearse(flow: Flow, *, caller: str = "+15555550100", system_number: s
         steps.append((step, log[seen:]))
         seen = len(log)
 
-    result = await run_flow(flow, contact, _Prompts(log, clock, flow.base_dir), clock=clock, on_step=on_step)
+    result = await run_flow(flow, contact, _Prompts(log, clock, flow.base_dir), clock=clock, on_step=on_step,
+                            library=library)
+    if result.outcome in RUNS_AFTER and contact.event_hooks.get(DISCONNECT_HOOK):  # the caller is gone
+        log.append(Event("note", f"the call is over: disconnect flow {contact.event_hooks[DISCONNECT_HOOK]} runs "
+                                 "(no audio)", clock.time()))
+        hook = await run_disconnect_flow(contact, library, clock=clock, on_step=on_step)
+        if hook is not None and hook.outcome == "error":
+            log.append(Event("note", f"disconnect flow: {hook.error}", clock.time()))
+            if steps:
+                steps[-1] = (steps[-1][0], steps[-1][1] + log[seen:])
     return Rehearsal(result, steps, _ending(result, contact), contact.attributes, contact.queue_name, contact.digits)
 
 

@@ -16,6 +16,7 @@ from json.decoder import scanstring
 from pathlib import Path
 
 from gateway.flows.blocks import CHECK_MIXINS, ERROR_TYPES, NEEDS_NEXT_ACTION, SUPPORTED_TYPES  # noqa: F401
+from gateway.flows.blocks import USES_CONDITIONS
 from gateway.flows.blocks.voicemail import VOICEMAIL_TYPE, voicemail_options  # noqa: F401 - re-exported
 from gateway.flows.model import (
     FLOW_LANGUAGE_VERSION,
@@ -71,17 +72,21 @@ class FlowInvalid(ValueError):
 
 
 def validate_flow_text(
-    text: str, source: str = "<flow>", *, base_dir: Path | None = None
+    text: str, source: str = "<flow>", *, base_dir: Path | None = None, flow_refs=None
 ) -> tuple[Flow | None, list[FlowIssue]]:
     """Validate flow JSON; return (Flow, issues), with Flow None when any issue is an error.
 
     PromptId files are looked up relative to `base_dir` (default: the folder of `source`); they are
     only checked for existence when `source` names a file (not "<...>") or `base_dir` is given.
+    `flow_refs` (a gateway.flows.library.FlowSet: `knows(ref)`, `names()`) are the flows a static
+    TransferToFlow or event hook may name; without it such names are not checked.
     """
     check_files = base_dir is not None or not source.startswith("<")
     if base_dir is None:
         base_dir = Path.cwd() if source.startswith("<") else Path(source).resolve().parent
-    return _Validator(text, source, base_dir, check_files).run()
+    validator = _Validator(text, source, base_dir, check_files)
+    validator.flow_refs = flow_refs
+    return validator.run()
 
 
 def load_flow(path: str | Path) -> Flow:
@@ -170,7 +175,8 @@ class _Validator(*CHECK_MIXINS):
             self.error("$.Actions", f"Actions must be a list, found {_kind(raw_actions)}")
             raw_actions = []
         elif len(raw_actions) > MAX_ACTIONS:
-            self.warn("$.Actions", f"{len(raw_actions)} actions; Amazon Connect allows at most {MAX_ACTIONS}")
+            self.error("$.Actions", f"{len(raw_actions)} actions; a flow has at most {MAX_ACTIONS} (Amazon Connect's "
+                                    "limit): split it and join the parts with TransferToFlow")
 
         actions: dict[str, Action] = {}
         for index, raw in enumerate(raw_actions):
@@ -401,7 +407,7 @@ class _Validator(*CHECK_MIXINS):
                           f"{action.type} never raises {error_type}; this branch is never taken", ident)
         if action.type in NEEDS_NEXT_ACTION and action.next_action is None:
             self.error(f"{path}.Transitions", f"missing Transitions.NextAction ({action.type} continues to it)", ident)
-        if action.conditions and action.type != "GetParticipantInput":
+        if action.conditions and action.type not in USES_CONDITIONS:
             self.warn(f"{path}.Transitions.Conditions", f"{action.type} ignores Conditions", ident)
         check = getattr(self, f"check_{action.type.replace('.', '_')}", None)
         if check is not None:

@@ -3,9 +3,9 @@ its handler and its error branches to one of these modules (or a new one listed 
 
 from __future__ import annotations
 
-from gateway.flows.blocks import contact_data, ending, prompts, queues, voice, voicemail
+from gateway.flows.blocks import contact_data, control, ending, prompts, queues, voice, voicemail
 
-MODULES = (prompts, queues, contact_data, ending, voicemail, voice)
+MODULES = (prompts, queues, contact_data, ending, voicemail, voice, control)
 
 # Error branches each supported type can take; any other ErrorType on it is never used.
 ERROR_TYPES: dict[str, set[str]] = {t: e for m in MODULES for t, e in m.ERRORS.items()}
@@ -13,3 +13,5 @@ SUPPORTED_TYPES = frozenset(ERROR_TYPES)
 NEEDS_NEXT_ACTION = frozenset(t for m in MODULES for t in m.NEEDS_NEXT_ACTION)
 CHECK_MIXINS = tuple(m.Checks for m in MODULES)
 ACTION_MIXINS = tuple(m.Actions for m in MODULES)
+# Types whose Transitions.Conditions choose the branch (the others ignore Conditions).
+USES_CONDITIONS = frozenset({"GetParticipantInput"}).union(*(getattr(m, "USES_CONDITIONS", ()) for m in MODULES))
