@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from gateway.center.agents import AgentConfig
 from gateway.center.hours import HoursOfOperation
@@ -84,6 +85,8 @@ class Config:
     agents: list[AgentConfig] = field(default_factory=list)
     hours: dict[str, HoursOfOperation] = field(default_factory=dict)   # [[hours]] by name
     queue_hours: dict[str, str] = field(default_factory=dict)          # queue id -> hours name
+    flow_dirs: list[Path] = field(default_factory=list)                # [flows] dirs: more folders of flows
+    webhooks: dict[str, str] = field(default_factory=dict)             # [webhooks] name -> http(s) URL
 
     def hours_for_queue(self, queue_id: str) -> HoursOfOperation | None:
         name = self.queue_hours.get(queue_id)
@@ -119,6 +122,13 @@ def _wav_file(table: TomlTable, key: str, base: Path) -> Path | None:
     except WavError as exc:
         raise table.err(key, str(exc)) from None
     return path
+
+
+def _url(value: str) -> str | None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return f"must be an http:// or https:// URL, found {value!r}"
+    return None
 
 
 def load_config(path: str | Path) -> Config:
@@ -186,6 +196,21 @@ def load_config(path: str | Path) -> Config:
         cfg.agents.append(AgentConfig(id=t.get("id", str, check=_id), name=t.get("name", str, None) or t.data["id"],
                                       password_hash=hashed))
         t.finish()
+
+    hooks = root.table("webhooks", {})
+    for name in hooks.data:
+        if _id(name):
+            raise hooks.err(name, "a webhook name must be 1-64 letters, digits, '-' or '_' (the Lambda function "
+                                  "name a flow's LambdaFunctionARN ends in)")
+        cfg.webhooks[name] = hooks.get(name, str, check=_url)
+    hooks.finish()
+
+    fl = root.table("flows", {})
+    for i, folder in enumerate(fl.strings("dirs", ())):
+        if not (base / folder).is_dir():
+            raise fl.err(f"dirs[{i}]", f"no such folder: {base / folder}")
+        cfg.flow_dirs.append(base / folder)
+    fl.finish()
 
     for t in root.tables("lines"):
         cfg.lines.append(LineConfig(

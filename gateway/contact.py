@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from gateway.center.records import ContactStore
     from gateway.center.router import Center
     from gateway.flows.model import Flow
+    from gateway.flows.services import FlowServices
     from gateway.modem.line import Call, Line
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,8 @@ class ContactSession:
                  store: "ContactStore", recording_dir: Path | None, system_number: str = "",
                  recording_mode: str = "stereo", queue_recording: dict[str, str | None] | None = None,
                  clock: Clock = SYSTEM_CLOCK, voicemail_dir: Path | None = None,
-                 hold_music: Callable[[str | None], list[bytes] | None] | None = None) -> None:
+                 hold_music: Callable[[str | None], list[bytes] | None] | None = None,
+                 services: "FlowServices | None" = None) -> None:
         self.line, self.call = line, call
         self.contact_id = call.call_id
         self.customer_number = call.caller
@@ -84,6 +86,8 @@ class ContactSession:
         self._hold_pos = 0
         self._hold_music_for = hold_music        # queue id -> looped frames (None: the generated chime)
         self._hold_frames: list[bytes] | None = None
+        self.services = services                 # hours and webhooks for the flow
+        self.routing: dict[str, float] = {}       # the flow's queue priority / routing age for the Center
         self._inbound = InboundBuffer()     # caller frames waiting to be paired with an outbound tick
         self._caller_speech = Endpointer()
         self.relay: "AudioRelay | None" = None
@@ -301,7 +305,7 @@ class ContactSession:
             return "no_queue"
         waiting = WaitingContact(contact_id=self.contact_id, caller=self.customer_number, line_id=self.line.id,
                                  queue_id=self.queue_id, enqueued_mono=self._clock.monotonic(),
-                                 enqueued_wall=self._clock.time())
+                                 enqueued_wall=self._clock.time(), **self.routing)
         outcome = self._center.enqueue(waiting)
         if outcome == "queued":
             self.recording.from_queue(self._queue_recording.get(self.queue_id))
@@ -311,6 +315,27 @@ class ContactSession:
                 self._hold_frames = self._hold_music_for(self.queue_id)
             self._store.upsert(self.contact_id, queue_id=self.queue_id, enqueued_at=waiting.enqueued_wall)
         return outcome
+
+    def queue_metrics(self, queue_ref: str | None) -> dict:
+        """CheckMetricData / GetMetricData: the Center's counts for the named queue or the working one."""
+        queue_id = self.queue_id if not queue_ref else self._center.resolve_queue(queue_ref)
+        if queue_id is None:
+            raise LookupError(f"no queue {queue_ref!r} is configured" if queue_ref else
+                              "no working queue (set one with UpdateContactTargetQueue first)")
+        return self._center.queue_metrics(queue_id)
+
+    def set_routing(self, *, priority: int | None = None, age_adjustment: float | None = None) -> None:
+        """UpdateContactRoutingBehavior: kept for the queue, and applied at once if the contact waits."""
+        for key, value in (("priority", priority), ("age_adjustment", age_adjustment)):
+            if value is not None:
+                self.routing[key] = value
+        self._center.set_routing(self.contact_id, priority=priority, age_adjustment=age_adjustment)
+
+    async def send_sms(self, number: str, text: str) -> list[int]:
+        """Callgate.SendSms: an SMS from this call's line (its modem's SMS service)."""
+        refs = await self.line.send_sms(number, text)
+        log.info("contact %s: SMS sent to %s (%d part(s))", self.contact_id, number, len(refs))
+        return refs
 
     async def disconnect(self) -> None:
         if not self._ended.is_set():

@@ -26,7 +26,9 @@ from gateway.center.router import Center
 from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.config import Config
 from gateway.contact import ContactSession
+from gateway.flows.services import FlowServices
 from gateway.flows.validate import FlowInvalid, load_flow
+from gateway.flows.webhook import Webhooks
 from gateway.media.frames import pcm_to_frames
 from gateway.media.prompts import PromptCache
 from gateway.media.recorder import CallRecorder, downmix_to_mono, wav_channels
@@ -37,6 +39,7 @@ from gateway.modem.line import Call, Line
 from gateway.modem.profile import ProfileError, load_profile
 from gateway.supervisor import Supervisor
 from gateway.transport.broker import EmbeddedBroker
+from gateway.transport.http_client import post_json
 from gateway.transport.mqtt import MqttConnection, Will
 
 log = logging.getLogger(__name__)
@@ -75,6 +78,8 @@ class Daemon:
         self._close_dangling_records()
         self._finish_interrupted_downmixes()
         self.prompts = PromptCache(data / "prompts")
+        self.flow_services = FlowServices(cfg.hours, cfg.queue_hours,   # what flows ask besides the call
+                                          Webhooks(cfg.webhooks, post_json, clock=self.clock))
         self._hold_frames: dict[Path, tuple] = {}
 
         if cfg.mqtt.embedded:
@@ -268,7 +273,8 @@ class Daemon:
                                  store=self.store, recording_dir=(self.cfg.data_dir / "recordings") if self.cfg.recording else None,
                                  system_number=lc.number, clock=self.clock, recording_mode=self.cfg.recording_mode,
                                  queue_recording={q.id: q.recording for q in self.cfg.queues},
-                                 voicemail_dir=self.cfg.data_dir / "voicemail", hold_music=self._hold_music)
+                                 voicemail_dir=self.cfg.data_dir / "voicemail", hold_music=self._hold_music,
+                                 services=self.flow_services)
         self.sessions[call.call_id] = session
         log.info("line %s: incoming call %s from %s", line.id, call.call_id, call.caller or "unknown")
         task = self.supervisor.spawn(session.run(), f"contact-{call.call_id}")

@@ -1,10 +1,13 @@
 """A received SMS run through a contact flow (the line's `sms_flow`): the flow's prompts become the
 text of one reply SMS, its first GetParticipantInput reads the first character of the message (so
 "reply 1 for opening hours" menus work), and the whole message is in $.Attributes.sms_text.
-Queues hold voice calls only, so a transfer to a queue takes the flow's error branch.
+Queues hold voice calls only, so a transfer to a queue takes the flow's error branch. A Callgate.SendSms
+to the sender adds its text to the reply; to another number it needs `send` (the line's send_sms).
 """
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
 
 import numpy as np
 
@@ -12,7 +15,8 @@ import numpy as np
 class SmsContact:
     channel = "SMS"
 
-    def __init__(self, contact_id: str, sender: str, text: str, system_number: str) -> None:
+    def __init__(self, contact_id: str, sender: str, text: str, system_number: str, *, services=None,
+                 send: Callable[[str, str], Awaitable[object]] | None = None) -> None:
         self.contact_id = contact_id
         self.customer_number = sender
         self.system_number = system_number
@@ -20,6 +24,16 @@ class SmsContact:
         self.attributes: dict[str, str] = {"sms_text": text}
         self.replies: list[str] = []
         self._unread = text.strip()[:1]
+        self.services = services          # FlowServices: hours and webhooks, when the gateway has them
+        self._send = send
+
+    async def send_sms(self, number: str, text: str) -> object:
+        if number == self.customer_number:
+            self.replies.append(text)
+            return None
+        if self._send is None:
+            raise RuntimeError("an SMS flow here can only reply to its sender")
+        return await self._send(number, text)
 
     async def send_text(self, text: str) -> None:
         self.replies.append(text)

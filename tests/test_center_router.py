@@ -521,3 +521,65 @@ def test_malformed_stored_hash_is_false(stored):
 
 def test_non_string_password_is_false():
     assert verify_password(None, hash_password("x", iterations=10)) is False
+
+
+# ---- routing priority and age (a flow's UpdateContactRoutingBehavior) -----------------------------------------
+
+
+def test_lower_priority_number_is_served_first_across_queues_then_the_longest_wait():
+    rig = Rig(max_contacts=5)
+    plain = rig.call("support")
+    urgent = WaitingContact("c-urgent", "+15550009", "gsm1", "sales", rig.clock.monotonic(), rig.clock.time(), priority=1)
+    assert rig.center.enqueue(urgent) == "queued"
+    rig.clock.advance(1.0)
+    later = rig.call("support")
+    rig.ready("alice", "bob", "carol")
+    assert [rig.offer_of(a) for a in ("alice", "bob", "carol")] == ["c-urgent", plain, later]
+
+
+def test_routing_age_counts_as_time_waited():
+    rig = Rig(max_contacts=5)
+    first = rig.call()
+    rig.clock.advance(30)
+    aged = WaitingContact("c-aged", "+15550009", "gsm1", "support", rig.clock.monotonic(), rig.clock.time(),
+                          age_adjustment=60)
+    behind = WaitingContact("c-behind", "+15550008", "gsm1", "support", rig.clock.monotonic() - 100,
+                            rig.clock.time(), age_adjustment=-200)
+    assert rig.center.enqueue(aged) == rig.center.enqueue(behind) == "queued"
+    rig.ready("alice", "bob", "carol")
+    assert [rig.offer_of(a) for a in ("alice", "bob", "carol")] == ["c-aged", first, "c-behind"]
+
+
+def test_set_routing_reorders_a_waiting_contact_and_not_a_connected_one():
+    rig = Rig(max_contacts=5)
+    first, second = rig.call(), rig.call()
+    assert rig.center.set_routing(second, priority=1)
+    assert not rig.center.set_routing("c-unknown", priority=1)
+    rig.ready("alice")
+    assert rig.offer_of("alice") == second
+    rig.center.accept("alice", second)
+    assert not rig.center.set_routing(second, priority=9)
+    assert rig.queue_ids() == [first]
+
+
+def test_queue_metrics_count_agents_and_waiting_contacts():
+    rig = Rig(max_contacts=5)
+    empty = rig.center.queue_metrics("Support")
+    assert empty == {"QueueId": "support", "QueueName": "Support", "NumberOfContactsInQueue": 0,
+                     "OldestContactInQueueAgeSeconds": 0.0, "NumberOfAgentsAvailable": 0,
+                     "NumberOfAgentsStaffed": 0, "NumberOfAgentsOnline": 0, "NumberOfAgentsOnContact": 0,
+                     "NumberOfAgentsAfterContactWork": 0, "NumberOfAgentsMissed": 0}
+    rig.ready("alice", "bob")
+    first = rig.call()
+    rig.call()
+    rig.center.accept("alice", first)   # bob holds the second one's offer
+    rig.clock.advance(5)
+    m = rig.center.queue_metrics("support")
+    assert (m["NumberOfContactsInQueue"], m["OldestContactInQueueAgeSeconds"]) == (1, 6.0)
+    assert (m["NumberOfAgentsAvailable"], m["NumberOfAgentsStaffed"], m["NumberOfAgentsOnContact"]) == (0, 2, 1)
+    rig.clock.advance(25)                 # bob's offer expires: he goes Offline, missed
+    rig.center.tick()
+    m = rig.center.queue_metrics("support")
+    assert (m["NumberOfAgentsOnline"], m["NumberOfAgentsMissed"]) == (1, 1)
+    with pytest.raises(ValueError):
+        rig.center.queue_metrics("nope")

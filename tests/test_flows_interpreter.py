@@ -320,9 +320,9 @@ def test_prompt_file_is_relative_to_the_flow_folder(tmp_path):
 
 
 def test_action_the_interpreter_cannot_run_is_an_error():
-    flow = Flow("2019-10-30", "x", {"x": Action("x", "InvokeLambdaFunction", {}, "x")}, "hand.json", Path("."))
+    flow = Flow("2019-10-30", "x", {"x": Action("x", "CreateTask", {}, "x")}, "hand.json", Path("."))
     result = run(flow, FakeContact(), FakePrompts())
-    assert result.outcome == "error" and "not supported here: InvokeLambdaFunction" in result.error
+    assert result.outcome == "error" and "not supported here: CreateTask" in result.error
 
 
 def test_demo_flow_with_real_prompt_cache(tmp_path):

@@ -76,7 +76,7 @@ def test_minimal_menu_is_valid_and_modelled():
 def test_supported_types_are_the_ones_the_interpreter_runs():
     assert {"MessageParticipant", "GetParticipantInput", "UpdateContactTargetQueue", "TransferContactToQueue",
             "UpdateContactAttributes", "DisconnectParticipant", "EndFlowExecution"} <= SUPPORTED_TYPES
-    assert "InvokeLambdaFunction" not in SUPPORTED_TYPES and "ConnectParticipantWithLexBot" not in SUPPORTED_TYPES
+    assert "CreateTask" not in SUPPORTED_TYPES and "ConnectParticipantWithLexBot" not in SUPPORTED_TYPES
 
 
 def test_json_syntax_error_has_line_and_column():
@@ -142,7 +142,7 @@ def test_identifier_with_forbidden_characters_and_reserved_names():
     assert ("$.Actions[1].Identifier", "Identifier 'constructor' is a reserved name") in found
 
 
-@pytest.mark.parametrize("type_", ["InvokeLambdaFunction", "ConnectParticipantWithLexBot", "CreateTask", "NoSuchBlock"])
+@pytest.mark.parametrize("type_", ["InvokeFlowModule", "ConnectParticipantWithLexBot", "CreateTask", "NoSuchBlock"])
 def test_unsupported_types_are_named_with_their_path(type_):
     other = {"Identifier": "x", "Type": type_, "Parameters": {}, "Transitions": {"NextAction": "bye"}}
     issue = only_error(doc(say("hello", "hi", "x"), other, bye()))
@@ -340,11 +340,11 @@ def test_unreachable_action_is_only_a_warning():
 
 
 def test_unknown_references_warn_once_per_namespace():
-    action = say("s", "Hi $.Attributes.name from $.CustomerEndpoint.Address, $.External.a $.External.b $.Lex.X")
+    action = say("s", "Hi $.Attributes.name from $.CustomerEndpoint.Address, $.Customer.a $.Customer.b $.Lex.X")
     flow, issues = check(doc(action, bye()))
     assert flow is not None
     assert sorted(i.message for i in issues) == [
-        "$.External is not set by callgate (2 uses, first $.External.a); it resolves to empty text",
+        "$.Customer is not set by callgate (2 uses, first $.Customer.a); it resolves to empty text",
         "$.Lex is not set by callgate ($.Lex.X); it resolves to empty text",
     ]
 
@@ -368,7 +368,7 @@ def test_all_issues_are_collected_and_raised_together(tmp_path):
     action = menu()
     del action["Parameters"]["Text"]
     action["Transitions"]["NextAction"] = "nope"
-    lam = {"Identifier": "lam", "Type": "InvokeLambdaFunction", "Parameters": {}, "Transitions": {"NextAction": "bye"}}
+    lam = {"Identifier": "lam", "Type": "CreateTask", "Parameters": {}, "Transitions": {"NextAction": "bye"}}
     path = tmp_path / "many.json"
     path.write_text(json.dumps(doc(action, lam, bye(), bye()), indent=2))
     with pytest.raises(FlowInvalid) as caught:
@@ -379,7 +379,7 @@ def test_all_issues_are_collected_and_raised_together(tmp_path):
     text = str(exc)
     assert text.startswith(f"{path}: invalid flow (4 errors)")
     for fragment in ("missing prompt", "transition to missing action 'nope'",
-                     "not supported here: InvokeLambdaFunction at $.Actions[1]", "duplicate Identifier 'bye'"):
+                     "not supported here: CreateTask at $.Actions[1]", "duplicate Identifier 'bye'"):
         assert fragment in text
     assert all(i.line is not None for i in exc.issues)
 

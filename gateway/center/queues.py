@@ -39,6 +39,13 @@ class WaitingContact:
     queue_id: str
     enqueued_mono: float
     enqueued_wall: float
+    priority: int = 5             # lower is served first (Connect's default for new contacts is 5)
+    age_adjustment: float = 0.0   # seconds added to the time waited when routing (negative: later)
+
+    @property
+    def routing_key(self) -> tuple[int, float]:
+        """Served first: the lowest priority, then the longest (adjusted) wait."""
+        return self.priority, self.enqueued_mono - self.age_adjustment
 
 
 class Queue:

@@ -1,8 +1,9 @@
 """The Center: agent commands, waiting contacts, and routing each contact to the longest-idle agent.
 
 Routing runs after every state change and on every tick: while a contact waits and an Available
-agent has no pending offer, the oldest waiting contact (over all queues) is offered to the agent
-idle longest. An agent who rejected a contact is passed over for it while another agent is free.
+agent has no pending offer, the waiting contact (over all queues) with the lowest priority, then the
+longest wait, is offered to the agent idle longest; flows may change both (UpdateContactRoutingBehavior).
+An agent who rejected a contact is passed over for it while another agent is free.
 
 An offer not answered within the queue's ``offer_timeout`` is withdrawn ("expired"), the contact
 keeps its place at the head of its queue and the agent goes Offline with ``missed: true`` in its
@@ -254,6 +255,18 @@ class Center:
                 self._emit(QueueChanged(queue.id))
             self._dispatch()
 
+    def set_routing(self, contact_id: str, *, priority: int | None = None, age_adjustment: float | None = None) -> bool:
+        """A waiting contact's new priority or routing age (a flow's UpdateContactRoutingBehavior); False when
+        the contact is not waiting (it keeps the values for when it is queued)."""
+        entry = self._contacts.get(contact_id)
+        if entry is None or entry.connected:
+            return False
+        changes = {k: v for k, v in (("priority", priority), ("age_adjustment", age_adjustment)) if v is not None}
+        with self._batch():
+            entry.contact = replace(entry.contact, **changes)
+            self._dispatch()
+        return True
+
     def tick(self) -> None:
         """Expire unanswered offers, end after-call work that ran out, then route."""
         with self._batch():
@@ -320,6 +333,24 @@ class Center:
             "contacts": contacts,
         }
 
+    def queue_metrics(self, queue_ref: str) -> dict:
+        """A queue's real-time metrics under the names a flow's CheckMetricData uses. Every agent serves
+        every queue here, so the agent counts are the gateway's; with no custom statuses, staffed and
+        online agents are the same (Available, OnCall or AfterCallWork)."""
+        view = self.queue_view(queue_ref)
+        agents = [a for a in self._agents.values() if a.logged_in]
+        online = sum(1 for a in agents if a.state is not AgentState.OFFLINE)
+        return {
+            "QueueId": view["queue"], "QueueName": view["name"],
+            "NumberOfContactsInQueue": view["depth"],
+            "OldestContactInQueueAgeSeconds": view["oldest_wait"],
+            "NumberOfAgentsAvailable": sum(1 for a in agents if a.routable),
+            "NumberOfAgentsStaffed": online, "NumberOfAgentsOnline": online,
+            "NumberOfAgentsOnContact": sum(1 for a in agents if a.state is AgentState.ON_CALL),
+            "NumberOfAgentsAfterContactWork": sum(1 for a in agents if a.state is AgentState.AFTER_CALL_WORK),
+            "NumberOfAgentsMissed": sum(1 for a in self._agents.values() if a.missed),
+        }
+
     def offer_view(self, agent_id: str) -> dict | None:
         offer = self._agent(agent_id).offer
         if offer is None:
@@ -374,15 +405,14 @@ class Center:
         self._emit(AgentChanged(agent.id))
 
     def _next_waiting(self) -> _Contact | None:
-        """The oldest contact not yet offered, over the heads of all queues."""
+        """The contact not yet offered with the lowest priority, then the longest wait (adjusted by the
+        flow's routing age), over all queues; with no changes by flows, the oldest."""
         best: _Contact | None = None
         for queue in self._queues.values():
             for contact_id in queue:
                 entry = self._contacts[contact_id]
-                if entry.agent_id is None:
-                    if best is None or entry.contact.enqueued_mono < best.contact.enqueued_mono:
-                        best = entry
-                    break
+                if entry.agent_id is None and (best is None or entry.contact.routing_key < best.contact.routing_key):
+                    best = entry
         return best
 
     def _dispatch(self) -> None:

@@ -18,6 +18,14 @@ def add_parser(fsub) -> None:
     p.add_argument("--at", help="date and time of the call, ISO 8601 (local time unless an offset is given)")
     p.add_argument("--attr", action="append", default=[], metavar="KEY=VALUE", help="contact attribute (repeatable)")
     p.add_argument("--queue-full", action="append", default=[], metavar="QUEUE", help="treat this queue as at capacity")
+    p.add_argument("--config", metavar="CALLGATE_TOML", help="take hours of operation, queues and webhooks from this "
+                   "gateway config (a naive --at is then in the hours' time zone)")
+    p.add_argument("--metric", action="append", default=[], metavar="NAME=VALUE",
+                   help="a queue metric for CheckMetricData/GetMetricData, e.g. NumberOfAgentsAvailable=2 "
+                   "(repeatable; others are 0)")
+    p.add_argument("--webhook-reply", metavar="FILE", help="JSON every webhook replies with (nothing is sent)")
+    p.add_argument("--call-webhooks", action="store_true", help="really POST to the webhook URLs of --config "
+                   "(without it and without --webhook-reply, webhooks take their Error branch)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -30,6 +38,15 @@ def run(args) -> int:
     except ValueError as exc:
         print(f"callgate flow simulate: {exc}", file=sys.stderr)
         return 2
+    try:
+        setting, schedule = _setting(args)
+    except ValueError as exc:
+        print(f"callgate flow simulate: {exc}", file=sys.stderr)
+        return 2
+    if args.at and schedule is not None and dt.datetime.fromisoformat(args.at).tzinfo is None:
+        at = schedule.epoch(args.at)
+        if not args.json:
+            print(f"time: {schedule.local(at):%a %Y-%m-%d %H:%M} {schedule.time_zone} (the zone of the [[hours]])")
     from gateway.flows.library import FlowLibrary
     library = FlowLibrary([Path(args.flow).parent])  # the flows beside it, for TransferToFlow and event hooks
     library.refresh()
@@ -44,6 +61,7 @@ def run(args) -> int:
         print(f"callgate flow simulate: --digits: {bad[0]!r} is not a key (0-9, *, #, A-D)", file=sys.stderr)
         return 2
     rehearsal = asyncio.run(rehearse(flow, caller=args.caller, system_number=args.number, digits=digits,
+                                     setting=setting,
                                      at=at, attributes=attrs, full_queues=set(args.queue_full),
                                      library=library.current))
     if args.json:
@@ -76,6 +94,49 @@ def _parse_at(text: str) -> float:
     except ValueError:
         raise ValueError(f"--at {text!r}: expected ISO 8601 such as 2026-12-24T18:30 or 2026-12-24T18:30+01:00") from None
     return when.timestamp()  # naive times are local to this machine
+
+
+def _setting(args):
+    """The rehearsal's Setting from --config, --metric and the webhook flags, and the schedule whose time
+    zone a naive --at is in (the zone all [[hours]] share; None without --config or with several zones)."""
+    from gateway.flows.simulate import METRIC_NAMES, Setting
+    setting = Setting()
+    for pair in args.metric:
+        name, sep, value = pair.partition("=")
+        if not sep or name.strip() not in METRIC_NAMES:
+            raise ValueError(f"--metric {pair!r}: expected NAME=VALUE with NAME one of {', '.join(METRIC_NAMES)}")
+        try:
+            setting.metrics[name.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"--metric {pair!r}: {value!r} is not a number") from None
+    if args.webhook_reply:
+        try:
+            setting.webhook_reply = Path(args.webhook_reply).read_bytes()
+        except OSError as exc:
+            raise ValueError(f"--webhook-reply {args.webhook_reply}: {exc.strerror or exc}") from None
+    if args.call_webhooks and not args.config:
+        raise ValueError("--call-webhooks needs --config (the webhook URLs are in its [webhooks] table)")
+    if not args.config:
+        return setting, None
+    from gateway.center.queues import resolve_queue_ref
+    from gateway.config import ConfigError, load_config
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        raise ValueError(f"--config: {exc}") from None
+    names = {q.id: q.name for q in cfg.queues}
+    setting.hours, setting.queue_hours, setting.webhooks = cfg.hours, cfg.queue_hours, cfg.webhooks
+
+    def resolve(ref: str) -> tuple[str, str] | None:
+        queue_id = resolve_queue_ref(ref, cfg.queues)
+        return (queue_id, names[queue_id]) if queue_id else None
+
+    setting.resolve_queue = resolve
+    if args.call_webhooks:
+        from gateway.transport.http_client import post_json
+        setting.webhook_post = post_json
+    zones = {h.time_zone: h for h in cfg.hours.values()}
+    return setting, (next(iter(zones.values())) if len(zones) == 1 else None)
 
 
 def _parse_attrs(pairs: list[str]) -> dict[str, str]:

@@ -68,6 +68,7 @@ class _Run(*ACTION_MIXINS):
         self.stored_input = ""
         self.path: list[Step] = []
         self.on_step: Callable[[Step], None] | None = None
+        self.loaded_references: dict[str, str] = {}  # $.External.* (webhook), $.Metrics.* (GetMetricData)
 
     async def run(self) -> FlowResult:
         current = self.flow.start_action
@@ -149,6 +150,7 @@ class _Run(*ACTION_MIXINS):
             "$.ContactId": c.contact_id or "",
             "$.Channel": self.channel,
         })
+        values.update(self.loaded_references)
         return values
 
     def resolve(self, text: str, *, xml: bool = False) -> str:

@@ -52,9 +52,19 @@ FIXED_REFERENCES = frozenset(
 )
 
 
+# Filled by blocks as the flow runs: GetMetricData's queue metrics, and $.External.* from a webhook's reply.
+METRICS_REFERENCES = frozenset(
+    {"$.Metrics.Queue.Name", "$.Metrics.Queue.ARN", "$.Metrics.Queue.Size", "$.Metrics.Queue.OldestContactAge",
+     "$.Metrics.Agents.Online.Count", "$.Metrics.Agents.Available.Count", "$.Metrics.Agents.Staffed.Count",
+     "$.Metrics.Agents.AfterContactWork.Count", "$.Metrics.Agents.Busy.Count", "$.Metrics.Agents.Missed.Count",
+     "$.Metrics.Agents.Error.Count", "$.Metrics.Agents.NonProductive.Count"}
+)
+
+
 def is_known_reference(ref: str) -> bool:
     """True for the references callgate fills in; all others resolve to ""."""
-    return ref in FIXED_REFERENCES or (ref.startswith("$.Attributes.") and ref.count(".") == 2)
+    return (ref in FIXED_REFERENCES or ref in METRICS_REFERENCES or ref.startswith("$.External.")
+            or (ref.startswith("$.Attributes.") and ref.count(".") == 2))
 
 
 def resolve_references(text: str, values: dict[str, str]) -> str:

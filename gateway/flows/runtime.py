@@ -30,6 +30,16 @@ class FlowContact(Protocol):
     # Calls that can be recorded also have (UpdateContactRecordingBehavior; absent: the action does nothing):
     #     def set_recording(self, participants: list[str], layout: str | None = None) -> None
     #         participants: "Agent" and/or "Customer" (empty: off); layout "stereo" | "mono" | None (unchanged)
+    # Contacts of a gateway with hours and webhooks have (CheckHoursOfOperation, InvokeLambdaFunction; absent:
+    # their NoMatchingError branch):
+    #     services: gateway.flows.services.FlowServices   (and queue_id: str | None, the working queue's id)
+    # Contacts that can wait in a queue have (CheckMetricData, GetMetricData; absent: NoMatchingError):
+    #     def queue_metrics(self, queue_ref: str | None) -> dict   (None: the working queue; keys are
+    #         CheckMetricData's MetricType names plus QueueId, QueueName; LookupError names an unknown queue)
+    #     def set_routing(self, *, priority: int | None, age_adjustment: float | None) -> None
+    #         (UpdateContactRoutingBehavior; absent: the action does nothing)
+    # Contacts on a line that sends SMS have (Callgate.SendSms; absent: its NoMatchingError branch):
+    #     async def send_sms(self, number: str, text: str) -> object   (raises with the reason it failed)
     # Calls that can leave a voicemail also have (Callgate.RecordVoicemail; absent: its NoMatchingError branch):
     #     async def record_voicemail(self, *, max_seconds: float, silence_seconds: float, stop_keys: str)
     #         -> gateway.media.voicemail.VoicemailResult   (raises CallerHungUp after keeping the message)

@@ -6,10 +6,17 @@ SILENT_TIMEOUTS times, then hangs up, so a menu that loops on timeouts still end
 ManualClock set to the rehearsal's date, moved on by each prompt's length and each timeout, so
 hours of operation and waits behave as they would at that moment, instantly. Prompts are not
 synthesised; the text (or the file) each would play is logged instead.
+
+The gateway around the flow is a `Setting` (from callgate.toml with `--config` and the command's flags):
+hours of operation, queues, queue metrics (zero unless given), and webhooks, which never leave the
+board unless asked: each gets the canned reply of `--webhook-reply`, or with `--call-webhooks` a real
+POST to its configured URL, and otherwise fails saying so. SMS are logged, not sent.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +27,8 @@ from gateway.flows.blocks.control import DISCONNECT_HOOK
 from gateway.flows.hooks import RUNS_AFTER, run_disconnect_flow
 from gateway.flows.interpreter import CallerHungUp, FlowResult, Step, run_flow
 from gateway.flows.model import Flow
+from gateway.flows.services import FlowServices
+from gateway.flows.webhook import Post, Webhooks
 from gateway.media.voicemail import VoicemailResult
 
 WORDS_PER_SECOND = 2.7  # espeak-ng at 160 wpm, for a prompt's simulated length
@@ -29,8 +38,38 @@ MESSAGE_SECONDS = 10.0  # the message a rehearsal caller leaves at a voicemail b
 
 
 @dataclass
+class Setting:
+    """The gateway a rehearsal imagines around the flow."""
+    hours: Mapping = field(default_factory=dict)              # [[hours]] name -> HoursOfOperation
+    queue_hours: Mapping[str, str] = field(default_factory=dict)
+    resolve_queue: Callable[[str], tuple[str, str] | None] | None = None  # queue ref -> (id, name); None: any
+    metrics: dict[str, float] = field(default_factory=dict)   # CheckMetricData's MetricType -> value
+    webhooks: Mapping[str, str] = field(default_factory=dict)  # [webhooks] name -> URL
+    webhook_reply: bytes | None = None                        # every webhook replies this (HTTP 200)
+    webhook_post: Post | None = None                          # or: really POST to the URL with this
+
+
+METRIC_NAMES = ("NumberOfContactsInQueue", "OldestContactInQueueAgeSeconds", "NumberOfAgentsAvailable",
+                "NumberOfAgentsStaffed", "NumberOfAgentsOnline", "NumberOfAgentsOnContact",
+                "NumberOfAgentsAfterContactWork", "NumberOfAgentsMissed")
+
+
+@dataclass
+class _Reply:
+    status: int
+    body: bytes
+
+
+class _AnyName(dict):
+    """Webhook targets for canned replies: every function name has one."""
+
+    def get(self, key, default=None):
+        return super().get(key, f"rehearsal:{key}")
+
+
+@dataclass
 class Event:
-    kind: str        # "prompt" | "digit" | "timeout" | "queue" | "voicemail" | "hangup" | "note"
+    kind: str        # "prompt" | "digit" | "timeout" | "queue" | "voicemail" | "hangup" | "note" | "webhook" | "sms"
     text: str
     at: float
 
@@ -84,6 +123,10 @@ class SimulatedCaller:
     known_queues: set[str] | None = None
     full_queues: set[str] = field(default_factory=set)
     attributes: dict[str, str] = field(default_factory=dict)
+    services: FlowServices | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    resolve_queue: Callable[[str], tuple[str, str] | None] | None = None
+    queue_id: str | None = None
     contact_id: str = "simulated-contact"
     queue_name: str | None = None
     channel: str = "VOICE"
@@ -119,6 +162,13 @@ class SimulatedCaller:
         return None
 
     def set_queue(self, queue_ref: str) -> bool:
+        if self.resolve_queue is not None:
+            found = self.resolve_queue(queue_ref)
+            if found is None:
+                self.log.append(Event("note", f"queue {queue_ref!r} is not configured", self.clock.time()))
+                return False
+            self.queue_id, self.queue_name = found
+            return True
         if self.known_queues is not None and queue_ref not in self.known_queues:
             self.log.append(Event("note", f"queue {queue_ref!r} is not configured", self.clock.time()))
             return False
@@ -144,8 +194,47 @@ class SimulatedCaller:
                               f"or {max_seconds:g} s)", self.clock.time()))
         return VoicemailResult("recorded", "silence", Path("simulated-message.wav"), seconds, seconds, seconds)
 
+    def queue_metrics(self, queue_ref: str | None) -> dict:
+        queue_id, name = self.queue_id or self.queue_name, self.queue_name
+        if queue_ref:
+            found = self.resolve_queue(queue_ref) if self.resolve_queue is not None else (queue_ref, queue_ref)
+            if found is None:
+                raise LookupError(f"no queue {queue_ref!r} is configured")
+            queue_id, name = found
+        if queue_id is None:
+            raise LookupError("no working queue (set one with UpdateContactTargetQueue first)")
+        values = {m: self.metrics.get(m, 0) for m in METRIC_NAMES}
+        shown = ", ".join(f"{k}={v:g}" for k, v in values.items() if k in self.metrics) or "all 0 (set with --metric)"
+        self.log.append(Event("note", f"metrics of queue {name}: {shown}", self.clock.time()))
+        return {"QueueId": queue_id, "QueueName": name, **values}
+
+    def set_routing(self, *, priority: int | None = None, age_adjustment: float | None = None) -> None:
+        said = f"priority {priority}" if priority is not None else f"routing age {age_adjustment:+g} s"
+        self.log.append(Event("note", f"caller's queue {said}", self.clock.time()))
+
+    async def send_sms(self, number: str, text: str) -> None:
+        self.log.append(Event("sms", f"SMS to {number}: {text}", self.clock.time()))
+
+
+def _services(setting: Setting, log: list[Event], clock: ManualClock) -> FlowServices:
+    """Hours and queue hours as given; webhooks that reply from the setting and log each call."""
+    async def post(url: str, event: dict, *, timeout: float):
+        params = json.dumps(event["Details"]["Parameters"], ensure_ascii=False)
+        if setting.webhook_reply is not None:
+            log.append(Event("webhook", f"POST {url} with {params}: canned reply", clock.time()))
+            return _Reply(200, setting.webhook_reply)
+        if setting.webhook_post is None:
+            raise RuntimeError("rehearsals do not call webhooks: give --webhook-reply FILE, or --call-webhooks "
+                               "with --config")
+        log.append(Event("webhook", f"POST {url} with {params}", clock.time()))
+        return await setting.webhook_post(url, event, timeout=timeout)
+
+    targets = _AnyName(setting.webhooks) if setting.webhook_reply is not None else dict(setting.webhooks)
+    return FlowServices(setting.hours, setting.queue_hours, Webhooks(targets, post))
+
 
 async def rehearse(flow: Flow, *, caller: str = "+15555550100", system_number: str = "+15555550000",
+                   setting: Setting | None = None,
                    digits: list[str] | None = None, at: float | None = None,
                    attributes: dict[str, str] | None = None, queues: set[str] | None = None,
                    full_queues: set[str] | None = None, library=None) -> Rehearsal:
@@ -154,6 +243,9 @@ async def rehearse(flow: Flow, *, caller: str = "+15555550100", system_number: s
     log: list[Event] = []
     contact = SimulatedCaller(list(digits or []), caller, system_number, clock, log, queues,
                               set(full_queues or ()), dict(attributes or {}))
+    setting = setting or Setting()
+    contact.services, contact.metrics = _services(setting, log, clock), dict(setting.metrics)
+    contact.resolve_queue = setting.resolve_queue
     steps: list[tuple[Step, list[Event]]] = []
     seen = 0
 
