@@ -101,7 +101,7 @@ class Daemon:
         self.mqtt.subscribe(self.topics.all_agent_cmds, self.commands.handle, qos=1)
         self.services = LineServices(self.lines, {lc.id: lc.number for lc in cfg.lines}, self.store, self.prompts,
                                      self.clock, lambda t, p: self.mqtt.publish(t, p, qos=1), self.topics,
-                                     self.supervisor.spawn)
+                                     self.supervisor.spawn, flow_services=self.flow_services)
         self.admin = AdminHandler(lambda t, p: self.mqtt.publish(t, p, qos=1), self.topics, self.supervisor.spawn,
                                   self.services.operations())
         self.mqtt.subscribe(self.topics.admin_cmd, self.admin.handle, qos=1)

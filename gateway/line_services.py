@@ -20,8 +20,10 @@ log = logging.getLogger(__name__)
 
 class LineServices:
     def __init__(self, lines: dict[str, Line], numbers: dict[str, str], store: ContactStore, prompts, clock: Clock,
-                 publish: Callable[[str, bytes], object], topics: Topics, spawn: Callable) -> None:
+                 publish: Callable[[str, bytes], object], topics: Topics, spawn: Callable, *,
+                 flow_services=None) -> None:
         self._lines, self._numbers, self._store, self._prompts = lines, numbers, store, prompts
+        self._flow_services = flow_services   # hours, webhooks: what an sms_flow asks besides the message
         self._clock, self._publish, self._topics, self._spawn = clock, publish, topics, spawn
         self.sms_flows: dict = {}       # line id -> flow run for each received SMS
         self.probes: dict = {}          # line id -> LineTest running on it (it takes the call's audio)
@@ -50,7 +52,8 @@ class LineServices:
     async def _run_sms_flow(self, line: Line, contact_id: str, message) -> None:
         from gateway.flows.interpreter import run_flow
         from gateway.sms_contact import SmsContact
-        contact = SmsContact(contact_id, message.sender, message.text, self._numbers.get(line.id, ""))
+        contact = SmsContact(contact_id, message.sender, message.text, self._numbers.get(line.id, ""),
+                             services=self._flow_services, send=line.send_sms)
         result = await run_flow(self.sms_flows[line.id], contact, self._prompts, clock=self._clock)
         reply, refs, error = contact.reply(), [], result.error
         if reply:
