@@ -22,6 +22,7 @@ import numpy as np
 
 from gateway.center.queues import WaitingContact
 from gateway.clock import SYSTEM_CLOCK, Clock
+from gateway.flows.hooks import hook_records, run_disconnect_flow
 from gateway.flows.interpreter import CallerHungUp, run_flow
 from gateway.media.frames import FRAME_BYTES, SILENCE_FRAME, pcm_to_frames
 from gateway.media.pacer import InboundBuffer
@@ -60,6 +61,7 @@ class ContactSession:
                  recording_mode: str = "stereo", queue_recording: dict[str, str | None] | None = None,
                  clock: Clock = SYSTEM_CLOCK, voicemail_dir: Path | None = None,
                  hold_music: Callable[[str | None], list[bytes] | None] | None = None,
+                 library=None,
                  services: "FlowServices | None" = None) -> None:
         self.line, self.call = line, call
         self.contact_id = call.call_id
@@ -86,6 +88,9 @@ class ContactSession:
         self._hold_pos = 0
         self._hold_music_for = hold_music        # queue id -> looped frames (None: the generated chime)
         self._hold_frames: list[bytes] | None = None
+        self._library = library                  # the flows this call may transfer to (a FlowSet, fixed for the call)
+        self.event_hooks: dict[str, str] = {}    # UpdateContactEventHooks: "CustomerRemaining" -> flow ref, ...
+        self.callback_number: str | None = None  # UpdateContactCallbackNumber
         self.services = services                 # hours and webhooks for the flow
         self.routing: dict[str, float] = {}       # the flow's queue priority / routing age for the Center
         self._inbound = InboundBuffer()     # caller frames waiting to be paired with an outbound tick
@@ -100,8 +105,9 @@ class ContactSession:
     async def run(self) -> None:
         try:
             await self._answer()
+            result = None
             if not self._ended.is_set():
-                result = await run_flow(self._flow, self, self._prompts, clock=self._clock)
+                result = await run_flow(self._flow, self, self._prompts, clock=self._clock, library=self._library)
                 self._store.upsert(self.contact_id, flow_path=json.dumps(result.path_records()),
                                    attributes=json.dumps(self.attributes))
                 if result.outcome == "error":
@@ -114,6 +120,8 @@ class ContactSession:
             except TimeoutError:
                 log.warning("contact %s: still up after %d s; hanging up", self.contact_id, MAX_CONTACT_SECONDS)
                 await self.line.hangup("max_duration")
+            if result is not None:
+                await self._run_disconnect_flow(result)
         except Exception:
             log.exception("contact %s failed", self.contact_id)
             if not self._ended.is_set():
@@ -340,6 +348,22 @@ class ContactSession:
     async def disconnect(self) -> None:
         if not self._ended.is_set():
             await self.line.hangup("flow_disconnect")
+
+    # --- event hooks ------------------------------------------------------------------------------------
+    def set_event_hook(self, kind: str, flow_ref: str) -> None:
+        """UpdateContactEventHooks: remember which flow runs at `kind` ("CustomerRemaining": the disconnect flow)."""
+        self.event_hooks[kind] = flow_ref
+
+    async def _run_disconnect_flow(self, result) -> None:
+        """The call is over (the caller hung up, or ended it from the queue): run the disconnect flow, if
+        one was set, without audio; its steps join the contact's flow path, marked with the hook."""
+        hook = await run_disconnect_flow(self, self._library, after=result, clock=self._clock)
+        if hook is None:
+            return
+        if hook.outcome == "error":
+            log.warning("contact %s: disconnect flow: %s", self.contact_id, hook.error)
+        self._store.upsert(self.contact_id, flow_path=json.dumps(result.path_records() + hook_records(hook)),
+                           attributes=json.dumps(self.attributes))
 
     # --- voicemail ------------------------------------------------------------------------------------
     async def record_voicemail(self, *, max_seconds: float, silence_seconds: float,

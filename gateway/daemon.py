@@ -27,7 +27,8 @@ from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.config import Config
 from gateway.contact import ContactSession
 from gateway.flows.services import FlowServices
-from gateway.flows.validate import FlowInvalid, load_flow
+from gateway.flows.library import FlowLibrary
+from gateway.flows.validate import FlowInvalid
 from gateway.flows.webhook import Webhooks
 from gateway.media.frames import pcm_to_frames
 from gateway.media.prompts import PromptCache
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 BROKER_WAIT = 10.0     # first connection to the broker; the daemon keeps retrying afterwards
 STATE_FILE = "daemon.json"
 RETENTION_INTERVAL = 3600.0   # seconds between two runs of the recording retention policy
+FLOW_CHECK_INTERVAL = 2.0     # seconds between two looks at the flow files (hot reload)
 
 
 class Daemon:
@@ -110,8 +112,14 @@ class Daemon:
         if not await self.mqtt.wait_connected(BROKER_WAIT):
             log.error("%s; serving calls anyway and retrying", self.mqtt.last_error or "MQTT broker not reachable")
 
+        self.library = FlowLibrary(self._flow_dirs(), clock_time=self.clock.time)
+        for entry in self.library.refresh():
+            if entry.errors and not any(entry.path == lc.flow.resolve() for lc in cfg.lines):
+                log.warning("flow %s is invalid (TransferToFlow cannot use it): %s", entry.path, entry.errors[0])
         for lc in cfg.lines:
             self._start_line(lc)
+        self._publish_flows(cfg.lines)
+        self.supervisor.spawn(self._watch_flows(), "flow-reload")
         self.supervisor.spawn(self.center.run(), "center")
         if cfg.recording_keep_days or cfg.recording_max_mb:
             self.supervisor.spawn(self._prune_recordings(), "recording-retention")
@@ -132,9 +140,9 @@ class Daemon:
     def _start_line(self, lc) -> None:
         try:
             profile = load_profile(lc.profile)
-            flow = load_flow(lc.flow)
+            flow = self.library.load(lc.flow)
             if lc.sms_flow is not None:
-                self.services.sms_flows[lc.id] = load_flow(lc.sms_flow)
+                self.services.sms_flows[lc.id] = self.library.load(lc.sms_flow)
         except (ProfileError, FlowInvalid) as exc:
             detail = str(exc) if isinstance(exc, ProfileError) else "; ".join(str(i) for i in exc.issues[:5])
             self.line_errors[lc.id] = detail
@@ -197,6 +205,61 @@ class Daemon:
                 for path in removed:
                     self.store.recording_removed(str(path), now)
             await self.clock.sleep(RETENTION_INTERVAL)
+
+    # --- flow files: hot reload ------------------------------------------------------------------------
+    def _flow_dirs(self) -> list[Path]:
+        """Where flows live: each line's (and SMS flow's) folder, and [flows] dirs."""
+        dirs = [lc.flow.parent for lc in self.cfg.lines]
+        dirs += [lc.sms_flow.parent for lc in self.cfg.lines if lc.sms_flow is not None]
+        return dirs + list(self.cfg.flow_dirs)
+
+    async def _watch_flows(self) -> None:
+        """Every FLOW_CHECK_INTERVAL: re-read the flow files. A valid new version serves the next calls (a
+        call in progress keeps the version it started with); an invalid one is logged and published, and
+        the last valid version keeps serving."""
+        while True:
+            await self.clock.sleep(FLOW_CHECK_INTERVAL)
+            changed = await asyncio.to_thread(self.library.refresh)
+            if changed:
+                self._flows_changed(changed)
+
+    def _flows_changed(self, changed) -> None:
+        for entry in changed:
+            if entry.valid:
+                log.info("flow %s: new version loaded; it serves the next calls", entry.path)
+            else:
+                serving = "the last valid version keeps serving" if entry.flow is not None else "nothing serves"
+                log.error("flow %s: new version rejected, %s: %s", entry.path, serving,
+                          "; ".join(str(i) for i in entry.errors[:5]))
+        paths = {entry.path for entry in changed}
+        touched = []
+        for lc in self.cfg.lines:
+            main, sms = self.library.file(lc.flow), self.library.file(lc.sms_flow) if lc.sms_flow else None
+            if not any(e is not None and e.path in paths for e in (main, sms)):
+                continue
+            touched.append(lc)
+            if main is not None and main.flow is not None and lc.id in self.flows:
+                self.flows[lc.id] = main.flow
+            if sms is not None and sms.flow is not None and lc.id in self.services.sms_flows:
+                self.services.sms_flows[lc.id] = sms.flow
+            if lc.id not in self.lines and main is not None and main.flow is not None:
+                log.info("line %s: its flow is valid now; starting it", lc.id)
+                self.line_errors.pop(lc.id, None)
+                self._start_line(lc)
+        self._publish_flows(touched)
+
+    def _publish_flows(self, lines) -> None:
+        """Retained `…/flows/<line>` for each of `lines`, and `…/flows` for the whole library."""
+        for lc in lines:
+            entry = self.library.file(lc.flow)
+            view = {"line": lc.id, "file": str(lc.flow), "valid": False, "errors": ["not found"], "serving": None}
+            if entry is not None:
+                view = {"line": lc.id, **entry.status(), "checked_at": entry.checked_at}
+            if lc.sms_flow is not None and (sms := self.library.file(lc.sms_flow)) is not None:
+                view["sms_flow"] = sms.status()
+            self.publisher.flow_status(lc.id, view)
+        self.publisher.flow_status(None, {"dirs": [str(d) for d in self.library.dirs],
+                                          "files": [e.status() for e in self.library.files.values()]})
 
     def _close_dangling_records(self) -> None:
         """Contacts that were live when the daemon died: repair their recordings, finish a voicemail being
@@ -274,7 +337,7 @@ class Daemon:
                                  system_number=lc.number, clock=self.clock, recording_mode=self.cfg.recording_mode,
                                  queue_recording={q.id: q.recording for q in self.cfg.queues},
                                  voicemail_dir=self.cfg.data_dir / "voicemail", hold_music=self._hold_music,
-                                 services=self.flow_services)
+                                 services=self.flow_services, library=self.library.current)
         self.sessions[call.call_id] = session
         log.info("line %s: incoming call %s from %s", line.id, call.call_id, call.caller or "unknown")
         task = self.supervisor.spawn(session.run(), f"contact-{call.call_id}")

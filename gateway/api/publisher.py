@@ -29,6 +29,7 @@ class StatePublisher:
         self._center = center
         self._clock = clock
         self._lines: dict[str, dict] = {}
+        self._flows: dict[str, dict] = {}   # topic -> the flow status retained there
         self.status: dict = {}
         center.subscribe(self.on_event)
 
@@ -53,6 +54,12 @@ class StatePublisher:
         self._lines[view["line"]] = view
         self._retain(self._topics.line(view["line"]), view)
 
+    def flow_status(self, line_id: str | None, view: dict) -> None:
+        """A line's flow file (or, line None, the whole flow library): valid or rejected, and what serves."""
+        topic = self._topics.flow(line_id) if line_id is not None else self._topics.flow_library
+        self._flows[topic] = view
+        self._retain(topic, view)
+
     def set_status(self, status: dict) -> None:
         self.status = status
         self._retain(self._topics.status, status)
@@ -63,6 +70,8 @@ class StatePublisher:
             self._retain(self._topics.status, self.status)
         for view in self._lines.values():
             self._retain(self._topics.line(view["line"]), view)
+        for topic, view in self._flows.items():
+            self._retain(topic, view)
         for queue_id in self._center.queue_ids:
             self._retain(self._topics.queue(queue_id), self._center.queue_view(queue_id))
         for agent_id in self._center.agent_ids:

@@ -26,6 +26,13 @@ class Topics:
     def line(self, line_id: str) -> str:
         return f"{self.base}/line/{line_id}"
 
+    def flow(self, line_id: str) -> str:
+        return f"{self.base}/flows/{line_id}"
+
+    @property
+    def flow_library(self) -> str:
+        return f"{self.base}/flows"
+
     def line_sms(self, line_id: str) -> str:
         return f"{self.base}/line/{line_id}/sms"
 
