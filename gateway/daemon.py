@@ -26,8 +26,8 @@ from gateway.center.router import Center
 from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.config import Config
 from gateway.contact import ContactSession
-from gateway.flows.services import FlowServices
 from gateway.flows.library import FlowLibrary
+from gateway.flows.services import FlowServices
 from gateway.flows.validate import FlowInvalid
 from gateway.flows.webhook import Webhooks
 from gateway.media.frames import pcm_to_frames
