@@ -88,7 +88,7 @@ class ContactSession:
         self._hold_pos = 0
         self._hold_music_for = hold_music        # queue id -> looped frames (None: the generated chime)
         self._hold_frames: list[bytes] | None = None
-        self._library = library                  # the flows this call may transfer to (a FlowSet, fixed for the call)
+        self.library = library                   # the flows this call may run by reference (a FlowSet, fixed for the call)
         self.event_hooks: dict[str, str] = {}    # UpdateContactEventHooks: "CustomerRemaining" -> flow ref, ...
         self.callback_number: str | None = None  # UpdateContactCallbackNumber
         self.services = services                 # hours and webhooks for the flow
@@ -107,7 +107,7 @@ class ContactSession:
             await self._answer()
             result = None
             if not self._ended.is_set():
-                result = await run_flow(self._flow, self, self._prompts, clock=self._clock, library=self._library)
+                result = await run_flow(self._flow, self, self._prompts, clock=self._clock, library=self.library)
                 self._store.upsert(self.contact_id, flow_path=json.dumps(result.path_records()),
                                    attributes=json.dumps(self.attributes))
                 if result.outcome == "error":
@@ -357,7 +357,7 @@ class ContactSession:
     async def _run_disconnect_flow(self, result) -> None:
         """The call is over (the caller hung up, or ended it from the queue): run the disconnect flow, if
         one was set, without audio; its steps join the contact's flow path, marked with the hook."""
-        hook = await run_disconnect_flow(self, self._library, after=result, clock=self._clock)
+        hook = await run_disconnect_flow(self, self.library, after=result, clock=self._clock)
         if hook is None:
             return
         if hook.outcome == "error":

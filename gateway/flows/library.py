@@ -138,23 +138,22 @@ class FlowLibrary:
                     found[p.resolve()] = p.read_bytes()
                 except OSError as exc:
                     log.warning("flow file %s cannot be read: %s", p, exc)
-        docs = {p: _parse(data) for p, data in found.items()}
-        keys = FlowSet({k: None for p in found for k in keys_of(p, docs[p])})  # what the validator may name
+        digests = {p: hashlib.sha256(data).hexdigest() for p, data in found.items()}
+        new = {p: _parse(found[p]) for p, d in digests.items() if p not in self.files or self.files[p].digest != d}
+        # what a TransferToFlow may name: the files as they are now (unchanged ones as last read)
+        keys = FlowSet({k: None for p in found for k in (keys_of(p, new[p]) if p in new else self.files[p].keys)})
         now = self._time() if self._time is not None else None
         changed: list[FlowFile] = []
-        for path, data in found.items():
-            digest = hashlib.sha256(data).hexdigest()
-            entry = self.files.get(path)
-            if entry is not None and entry.digest == digest:
-                continue
+        for path, doc in new.items():
             mtime = _mtime(path)
+            entry = self.files.get(path)
             if entry is None:
-                entry = self.files[path] = FlowFile(path, keys_of(path, docs[path]))
-            entry.digest, entry.mtime, entry.checked_at = digest, mtime, now
-            flow, entry.issues = _validate(path, data, keys)
+                entry = self.files[path] = FlowFile(path, keys_of(path, doc))
+            entry.digest, entry.mtime, entry.checked_at = digests[path], mtime, now
+            flow, entry.issues = _validate(path, found[path], keys)
             entry.valid = flow is not None
             if flow is not None:
-                entry.flow, entry.serving_mtime, entry.keys = flow, mtime, keys_of(path, docs[path])
+                entry.flow, entry.serving_mtime, entry.keys = flow, mtime, keys_of(path, doc)
             changed.append(entry)
         for path, entry in self.files.items():
             if path not in found and entry.digest != "":
