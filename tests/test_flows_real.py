@@ -1,11 +1,13 @@
 """Real flows published by others (shared/flows/real, see its MANIFEST.md): every one is processed
-without a crash and is either accepted or refused naming the block types callgate does not run."""
+without a crash and is either accepted, or refused for exactly the block types callgate does not run
+(and the other errors listed for it), so a regression in any block changes the outcome of some file."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -40,25 +42,101 @@ def test_inventory_lists_every_flow_file():
     assert len(FLOW_FILES) == 27
 
 
-@pytest.mark.parametrize("path", FLOW_FILES, ids=lambda p: p.name)
-def test_real_flow_is_accepted_or_refused_naming_unsupported_types(path):
+# What each flow-language file is refused for, exactly: {unsupported Type: how many of its actions},
+# then {JSON path: what the error there says} for every other error. VALID: no error at all. A block that
+# stops being supported, or a check that stops (or starts) refusing something, changes a row.
+VALID: tuple[dict[str, int], dict[str, str]] = ({}, {})
+PROMPT_LIBRARY = "Connect prompt-library ARNs and references are not supported here"
+
+
+def library_prompts(*indexes: int) -> dict[str, str]:
+    return {f"$.Actions[{i}].Parameters.PromptId": PROMPT_LIBRARY for i in indexes}
+
+
+EXPECTED: dict[str, tuple[dict[str, int], dict[str, str]]] = {
+    "01-gm-patient-main-menu.json": ({}, library_prompts(6, 16, 17, 18, 19, 21, 23)),
+    "02-gm-dial-extension.json": ({"TransferParticipantToThirdParty": 1}, {
+        **library_prompts(7, 10, 26),
+        "$.Actions[14].Parameters": "missing QueueId (agent queues via AgentId are not supported here)",
+        "$.Actions[18].Parameters.AgentId": "agent queues (AgentId) are not supported here"}),
+    "03-gm-voicemail.json": ({"UpdateContactMediaStreamingBehavior": 2}, library_prompts(9)),
+    "04-gm-customer-queue.json": ({"DequeueContactAndTransferToQueue": 1, "MessageParticipantIteratively": 1,
+                                   "UpdateContactMediaStreamingBehavior": 2}, library_prompts(15, 17, 19, 21)),
+    "05-sample-disconnect-wait.json": ({"Wait": 1}, {}),
+    "06-sample-recording-behavior.json": VALID,
+    "07-sample-queue-configurations-callback.json": ({"CreateCallbackContact": 1}, {}),
+    "08-scv-rest-example.json": VALID,
+    "09-scv-queue-transfer.json": VALID,
+    "10-scv-inbound-transcription.json": ({"UpdateContactMediaStreamingBehavior": 1}, {}),
+    "11-gts-main-lex-modules.json": ({"ConnectParticipantWithLexBot": 6, "InvokeFlowModule": 7}, {}),
+    "12-gts-callback-module.json": ({"CreateCallbackContact": 1}, {}),
+    "13-sample-main-flow-modules.json": ({"ConnectParticipantWithLexBot": 1, "InvokeFlowModule": 7}, {}),
+    "14-sample-getservice-module.json": ({"ConnectParticipantWithLexBot": 1, "EndFlowModuleExecution": 2}, {}),
+    "15-sample-transfer-to-agent-module.json": ({"ConnectParticipantWithLexBot": 1}, {}),
+    "16-tf-inbound-lex-hours.json": ({"ConnectParticipantWithLexBot": 1}, {}),
+    "17-vmx3-voicemail-core-module.json": ({"EndFlowModuleExecution": 1, "TagContact": 1,
+                                            "UpdateFlowAttributes": 1}, {}),
+    "18-vmx3-in-queue-option.json": ({"MessageParticipantIteratively": 1, "TagContact": 1,
+                                      "UpdateFlowAttributes": 1}, {}),
+    "19-callbackmgmt-set-callback.json": ({"CreateCallbackContact": 1}, {}),
+    "20-acme-main-lex-module.json": ({"ConnectParticipantWithLexBot": 1, "InvokeFlowModule": 1,
+                                      "UpdateFlowAttributes": 1}, {}),
+    "21-acme-empty-hold-edge.json": ({}, {"$.StartAction": "names no action (the Actions list is empty)"}),
+    "22-contact-survey-module.json": ({"ConnectParticipantWithLexBot": 1}, {}),
+    "23-blueprint-multilingual-menu.json": VALID,
+    "24-foundry-vanity-ts-literal.json": VALID,
+}
+FLOW_LANGUAGE_FILES = [p for p in FLOW_FILES if p.name in EXPECTED]
+
+
+def test_every_flow_language_file_has_an_exact_expectation():
+    assert sorted(EXPECTED) == sorted(n for n, e in inventory().items() if e["format"] != "old-export")
+    assert len(EXPECTED) == 24
+    for refused, _ in EXPECTED.values():
+        assert not set(refused) & SUPPORTED_TYPES
+
+
+@pytest.mark.parametrize("path", FLOW_LANGUAGE_FILES, ids=lambda p: p.name)
+def test_real_flow_is_valid_or_refused_for_exactly_its_unsupported_types(path):
     flow, issues = validate_flow_text(path.read_text(encoding="utf-8"), str(path))
-    expected = inventory()[path.name]
+    refused, other = EXPECTED[path.name]
     for issue in issues:
         assert issue.source == str(path) and issue.path.startswith("$") and issue.line is not None
-    if expected["format"] == "old-export":
-        assert flow is None
-        [issue] = issues
-        assert issue.message.startswith("legacy Amazon Connect console export format")
-        assert f"{expected['actions']} modules" in issue.message
-        return
-    named = {m.group(1) for i in errors(issues) if (m := UNSUPPORTED_RE.match(i.message))}
-    assert named == set(expected["types"]) - SUPPORTED_TYPES
-    if flow is not None:
-        assert not errors(issues)
-        assert len(flow.actions) == expected["actions"]
+    named = Counter(m.group(1) for i in errors(issues) if (m := UNSUPPORTED_RE.match(i.message)))
+    assert dict(named) == refused
+    rest = [i for i in errors(issues) if not UNSUPPORTED_RE.match(i.message)]
+    assert sorted(i.path for i in rest) == sorted(other)
+    for issue in rest:
+        assert other[issue.path] in issue.message, issue
+    # the unsupported types named are those of the inventory that callgate does not run
+    assert set(named) == set(inventory()[path.name]["types"]) - SUPPORTED_TYPES
+    if (refused, other) == VALID:
+        assert flow is not None and len(flow.actions) == inventory()[path.name]["actions"]
     else:
-        assert errors(issues)
+        assert flow is None
+
+
+def test_old_export_files_are_refused_as_a_whole():
+    old = [p for p in FLOW_FILES if p.name not in EXPECTED]
+    assert [p.name for p in old] == ["25-old-vm-greeting-did.json", "26-old-sample-queue-configurations.json",
+                                     "27-old-remote-control-center.json"]
+    for path in old:
+        flow, [issue] = validate_flow_text(path.read_text(encoding="utf-8"), str(path))
+        assert flow is None and issue.line is not None
+        assert issue.message.startswith("legacy Amazon Connect console export format")
+        assert f"{inventory()[path.name]['actions']} modules" in issue.message
+
+
+@pytest.mark.parametrize("path", [p for p in FLOW_LANGUAGE_FILES if EXPECTED[p.name] == VALID],
+                         ids=lambda p: p.name)
+def test_valid_real_flow_runs_to_an_end_on_its_error_branches(path):
+    """No webhooks, flows or queues answer here: each block's own error branch carries the call on."""
+    flow, _ = check(path.name)
+    for keys in ([], ["1"], ["2", "2"]):
+        caller, prompts = MenuCaller(keys), SilentPrompts()
+        result = asyncio.run(asyncio.wait_for(run_flow(flow, caller, prompts), 10))
+        assert result.outcome in {"queued", "disconnected"}, (keys, result.error)
+        assert result.path[0].identifier == flow.start_action
 
 
 def test_legacy_exports_are_reported_as_legacy_with_their_names():
