@@ -346,3 +346,20 @@ def test_connect_export_runs_with_queue_arns_and_the_working_queue_hours(capsys)
     assert said(nobody)[-1] == "says (en-us): Nobody is at work in this team right now. Please call again later."
     closed = simulate(capsys, "connect-export", "--config", CONFIG, "--at", "2026-12-25T10:00", "--digits", "1")
     assert [b for _, b in path(closed)][5:] == ["condition:False", "next", "disconnected"]
+
+
+# ----------------------------------------------------------------------------- docs/flows.md
+
+def test_flow_docs_list_every_supported_type_and_only_unsupported_ones_as_not_supported():
+    from gateway.flows.validate import SUPPORTED_TYPES
+    text = (REPO / "docs" / "flows.md").read_text(encoding="utf-8")
+    supported_part = text[text.index("## Supported actions"):text.index("## References")]
+    rows = set(re.findall(r"^\| `([A-Za-z.]+)`", supported_part, re.M))
+    assert rows == set(SUPPORTED_TYPES)
+    refused_part = text[text.index("## Not supported, and why"):text.index("## Validation")]
+    first_cells = [line.split("|")[1] for line in refused_part.splitlines() if line.startswith("| ")]
+    named = {t for cell in first_cells for t in re.findall(r"`([A-Za-z]+)`", cell)}
+    assert {"ConnectParticipantWithLexBot", "InvokeFlowModule", "EndFlowModuleExecution", "UpdateFlowAttributes",
+            "TagContact", "CreateCallbackContact", "Wait", "UpdateContactMediaStreamingBehavior",
+            "DequeueContactAndTransferToQueue"} <= named
+    assert not named & SUPPORTED_TYPES, "a type the docs call unsupported is supported now: move its row"
