@@ -50,8 +50,10 @@ FLOW = {
            "Transitions": {"NextAction": "pause", "Errors": [{"NextAction": "pause", "ErrorType": "NoMatchingError"}]}}
           for name in ("sales", "support", "nothing")],
         # a second of silence before hanging up: what follows the prompt on the line is its absence
-        {"Identifier": "pause", "Type": "MessageParticipant", "Parameters": {"SSML": '<speak><break time="1s"/></speak>'},
-         "Transitions": {"NextAction": "hang-up", "Errors": [{"NextAction": "hang-up", "ErrorType": "NoMatchingError"}]}},
+        {"Identifier": "pause", "Type": "MessageParticipant",
+         "Parameters": {"SSML": '<speak><break time="1s"/></speak>'},
+         "Transitions": {"NextAction": "hang-up",
+                         "Errors": [{"NextAction": "hang-up", "ErrorType": "NoMatchingError"}]}},
         {"Identifier": "hang-up", "Type": "DisconnectParticipant", "Parameters": {}, "Transitions": {}},
     ],
 }
