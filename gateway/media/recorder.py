@@ -58,7 +58,10 @@ class CallRecorder:
         self.stereo = stereo
         self._channels = 2 if stereo else 1
         self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        self._pending: list[bytes] = []
+        # one second of ticks is gathered in place, so a tick costs no allocation
+        self._buffer = np.zeros((FLUSH_TICKS * FRAME_SAMPLES, self._channels), dtype="<i2")
+        self._mix = np.zeros(FRAME_SAMPLES, dtype=np.int32)
+        self._held = 0                      # ticks in _buffer not yet appended to the file
         self._frames = 0
         self._data_bytes = 0
         self._sides = (True, True)
@@ -115,15 +118,17 @@ class CallRecorder:
             left = _SILENCE
         if not self._sides[1]:
             right = _SILENCE
+        at = self._held * FRAME_SAMPLES
+        tick = self._buffer[at : at + FRAME_SAMPLES]
         if self.stereo:
-            tick = np.empty((FRAME_SAMPLES, 2), dtype="<i2")
             tick[:, 0], tick[:, 1] = left, right
         else:
-            mixed = left.astype(np.int32) + right
-            tick = np.clip(mixed, -32768, 32767).astype("<i2")
-        self._pending.append(tick.tobytes())
+            np.add(left, right, out=self._mix, dtype=np.int32)
+            np.clip(self._mix, -32768, 32767, out=self._mix)
+            tick[:, 0] = self._mix
+        self._held += 1
         self._frames += FRAME_SAMPLES
-        if len(self._pending) >= FLUSH_TICKS:
+        if self._held >= FLUSH_TICKS:
             self._flush()
 
     def close(self) -> float:
@@ -147,9 +152,9 @@ class CallRecorder:
 
     def _flush(self) -> None:
         assert self._fd is not None
-        if self._pending:
-            data = b"".join(self._pending)
-            self._pending.clear()
+        if self._held:
+            data = self._buffer[: self._held * FRAME_SAMPLES].tobytes()
+            self._held = 0
             _write_all(self._fd, data)
             self._data_bytes += len(data)
         _patch_sizes(self._fd, min(self._data_bytes, _MAX_DATA_BYTES), _HEADER_BYTES - 8, _DATA_SIZE_AT)
