@@ -9,6 +9,10 @@ Timestamps are epoch seconds (float). ``flow_path``, ``attributes`` and ``media`
 (a str, checked and stored as given) or any other JSON-serialisable value, and come back decoded. ``get`` and ``list`` add ``duration``
 (``ended_at - initiated_at``, or None while either is missing).
 
+``query`` and ``count`` filter by interval, queue, agent, line, caller, initiation method, outcome and
+attached media; ``outcome_of`` classifies one record the same way the ``outcome`` filter does in SQL
+(OUTCOMES, rules in docs/contacts-and-metrics.md).
+
 One ContactStore belongs to one thread (the asyncio loop); each upsert is committed at once.
 """
 
@@ -93,7 +97,24 @@ CREATE TABLE IF NOT EXISTS contacts (
     voicemail_status TEXT
 );
 CREATE INDEX IF NOT EXISTS contacts_initiated_at ON contacts (initiated_at);
+CREATE INDEX IF NOT EXISTS contacts_queue_initiated ON contacts (queue_id, initiated_at);
+CREATE INDEX IF NOT EXISTS contacts_agent_initiated ON contacts (agent_id, initiated_at);
 """
+
+# What became of a contact: exactly one of these, the first rule that holds (see outcome_of).
+OUTCOMES = ("sms", "in_progress", "handled", "voicemail", "callback_queued", "abandoned", "not_connected",
+            "ended_in_flow")
+CALLBACK_QUEUED_REASON = "callback_queued"  # disconnect_reason of a call that hung up leaving a queued callback
+
+_OUTCOME_SQL = f"""(CASE
+    WHEN (CASE WHEN json_valid(attributes) THEN json_extract(attributes, '$.channel') END) = 'SMS' THEN 'sms'
+    WHEN ended_at IS NULL THEN 'in_progress'
+    WHEN connected_to_agent_at IS NOT NULL THEN 'handled'
+    WHEN voicemail_status = 'recorded' THEN 'voicemail'
+    WHEN disconnect_reason = '{CALLBACK_QUEUED_REASON}' THEN 'callback_queued'
+    WHEN enqueued_at IS NOT NULL AND coalesce(initiation_method, '') <> 'CALLBACK' THEN 'abandoned'
+    WHEN initiation_method IN ('OUTBOUND', 'CALLBACK') THEN 'not_connected'
+    ELSE 'ended_in_flow' END)"""
 
 
 class ContactStore:
@@ -150,16 +171,40 @@ class ContactStore:
 
     def list(self, *, limit: int = 100, since: float | None = None) -> list[dict]:
         """Records newest first (by initiated_at; records without it last), at most ``limit``."""
-        if limit < 0:
+        return self.query(limit=limit, since=since)
+
+    def query(self, *, since: float | None = None, until: float | None = None, queue: str | None = None,
+              agent: str | None = None, line: str | None = None, caller: str | None = None,
+              method: str | None = None, outcome: str | None = None, with_voicemail: bool | None = None,
+              with_recording: bool | None = None, limit: int | None = 100, offset: int = 0) -> list[dict]:
+        """Records matching every filter given, newest first (by initiated_at; records without it last).
+
+        since <= initiated_at < until; queue, agent, line and method match exactly, caller is a part of the
+        caller's number; outcome is one of OUTCOMES; with_voicemail / with_recording True keeps only records
+        with a kept voicemail / a recording file not yet removed, False only those without. ``limit`` None
+        returns every match."""
+        if limit is not None and limit < 0:
             raise ValueError(f"limit must be >= 0, got {limit}")
-        where, args = "", []
-        if since is not None:
-            where, args = "WHERE initiated_at >= ?", [float(since)]
+        if offset < 0:
+            raise ValueError(f"offset must be >= 0, got {offset}")
+        where, args = _where(since=since, until=until, queue=queue, agent=agent, line=line, caller=caller,
+                             method=method, outcome=outcome, with_voicemail=with_voicemail,
+                             with_recording=with_recording)
         rows = self._conn().execute(
-            f"SELECT * FROM contacts {where} ORDER BY initiated_at DESC NULLS LAST, rowid DESC LIMIT ?",
-            [*args, limit],
+            f"SELECT * FROM contacts {where} ORDER BY initiated_at DESC NULLS LAST, rowid DESC LIMIT ? OFFSET ?",
+            [*args, -1 if limit is None else limit, offset],
         )
         return [_decode(row) for row in rows]
+
+    def count(self, *, since: float | None = None, until: float | None = None, queue: str | None = None,
+              agent: str | None = None, line: str | None = None, caller: str | None = None,
+              method: str | None = None, outcome: str | None = None, with_voicemail: bool | None = None,
+              with_recording: bool | None = None) -> int:
+        """How many records ``query`` with the same filters would return without a limit."""
+        where, args = _where(since=since, until=until, queue=queue, agent=agent, line=line, caller=caller,
+                             method=method, outcome=outcome, with_voicemail=with_voicemail,
+                             with_recording=with_recording)
+        return self._conn().execute(f"SELECT count(*) FROM contacts {where}", args).fetchone()[0]
 
     def recording_removed(self, path: str, at: float) -> int:
         """Note on the records holding ``path`` (recording or voicemail) that the file was deleted at
@@ -173,6 +218,62 @@ class ContactStore:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+def outcome_of(record: dict) -> str:
+    """The record's outcome (one of OUTCOMES), by the same rules as the ``outcome`` filter of ``query``."""
+    attributes = record.get("attributes")
+    method = record.get("initiation_method")
+    if isinstance(attributes, dict) and attributes.get("channel") == "SMS":
+        return "sms"
+    if record.get("ended_at") is None:
+        return "in_progress"
+    if record.get("connected_to_agent_at") is not None:
+        return "handled"
+    if record.get("voicemail_status") == "recorded":
+        return "voicemail"
+    if record.get("disconnect_reason") == CALLBACK_QUEUED_REASON:
+        return "callback_queued"
+    if record.get("enqueued_at") is not None and method != "CALLBACK":
+        return "abandoned"
+    if method in ("OUTBOUND", "CALLBACK"):
+        return "not_connected"
+    return "ended_in_flow"
+
+
+def _where(*, since, until, queue, agent, line, caller, method, outcome, with_voicemail, with_recording):
+    clauses: list[str] = []
+    args: list[object] = []
+    for column, op, value in (("initiated_at", ">=", since), ("initiated_at", "<", until)):
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{'since' if op == '>=' else 'until'} must be a finite number, got {value!r}")
+            clauses.append(f"{column} {op} ?")
+            args.append(float(value))
+    for column, value in (("queue_id", queue), ("agent_id", agent), ("line_id", line)):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            args.append(str(value))
+    if caller is not None:
+        clauses.append("instr(caller, ?) > 0")
+        args.append(str(caller))
+    if method is not None:
+        if method not in INITIATION_METHODS:
+            raise ValueError(f"method must be one of {', '.join(sorted(INITIATION_METHODS))}, got {method!r}")
+        clauses.append("initiation_method = ?")
+        args.append(method)
+    if outcome is not None:
+        if outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, got {outcome!r}")
+        clauses.append(f"{_OUTCOME_SQL} = ?")
+        args.append(outcome)
+    if with_voicemail is not None:
+        has = "(voicemail_status = 'recorded' AND voicemail_path IS NOT NULL)"
+        clauses.append(has if with_voicemail else f"NOT coalesce({has}, 0)")
+    if with_recording is not None:
+        has = "(recording_path IS NOT NULL AND recording_removed_at IS NULL)"
+        clauses.append(has if with_recording else f"NOT {has}")
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", args
 
 
 def _encode(name: str, value: object) -> object:

@@ -45,10 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for the broker (default 2)")
 
-    p = sub.add_parser("contacts", help="list contact records")
-    _config_arg(p)
-    p.add_argument("--limit", type=int, default=20)
-    p.add_argument("--json", action="store_true")
+    from gateway.cli import contacts, metrics
+    contacts.add_parser(sub, _config_arg)
+    metrics.add_parser(sub, _config_arg)
 
     p = sub.add_parser("hash-password", help="print a salted hash for an agent's password_hash")
     p.add_argument("password", nargs="?", help="the password (read from stdin when absent)")
@@ -77,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"run": cmd_run, "flow": cmd_flow, "config": cmd_config, "status": cmd_status,
-               "contacts": cmd_contacts, "hash-password": cmd_hash, "web": cmd_web,
+               "contacts": cmd_contacts, "metrics": cmd_metrics, "hash-password": cmd_hash, "web": cmd_web,
                "modem": cmd_modem, "line": cmd_line, "sms": cmd_sms, "media": cmd_media, "hil": cmd_hil}[args.command]
     try:
         return handler(args) or 0
@@ -185,28 +184,13 @@ def cmd_status(args) -> int:
 
 
 def cmd_contacts(args) -> int:
-    from gateway.center.records import ContactStore
-    from gateway.cli.output import emit_json, table, when
-    cfg = _load_config(args.config)
-    db = cfg.data_dir / "contacts.db"
-    if not db.exists():
-        print(f"callgate: no contact records yet ({db} does not exist)", file=sys.stderr)
-        return 1
-    store = ContactStore(db)
-    try:
-        rows = store.list(limit=args.limit)
-    finally:
-        store.close()
-    if args.json:
-        emit_json(rows)
-        return 0
-    for r in rows:
-        r["started"] = when(r.get("initiated_at"))
-        r["secs"] = None if r.get("duration") is None else f"{r['duration']:.1f}"
-    print(table(rows, [("contact_id", "CONTACT"), ("started", "STARTED"), ("caller", "CALLER"), ("line_id", "LINE"),
-                       ("queue_id", "QUEUE"), ("agent_id", "AGENT"), ("secs", "SECONDS"),
-                       ("disconnect_reason", "ENDED BY")]))
-    return 0
+    from gateway.cli.contacts import run
+    return run(args, _load_config)
+
+
+def cmd_metrics(args) -> int:
+    from gateway.cli.metrics import run
+    return run(args, _load_config)
 
 
 def cmd_hash(args) -> int:
