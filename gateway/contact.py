@@ -22,6 +22,7 @@ import numpy as np
 
 from gateway.center.queues import WaitingContact
 from gateway.clock import SYSTEM_CLOCK, Clock
+from gateway.flows.blocks.third_party import CONNECTED_FAR_END_LEFT
 from gateway.flows.hooks import hook_records, run_disconnect_flow
 from gateway.flows.interpreter import CallerHungUp, run_flow
 from gateway.media.frames import FRAME_BYTES, SILENCE_FRAME, pcm_to_frames
@@ -31,6 +32,7 @@ from gateway.media.tones import sine
 from gateway.media.voicemail import (ERROR, HUNG_UP, KEY, MAX_LENGTH, VoicemailRecorder, VoicemailResult,
                                      VoicemailSettings)
 from gateway.media.vad import Endpointer
+from gateway.third_party_leg import CALLER_GONE
 
 if TYPE_CHECKING:
     from gateway.api.audio_relay import AudioRelay
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
     from gateway.flows.model import Flow
     from gateway.flows.services import FlowServices
     from gateway.modem.line import Call, Line
+    from gateway.third_party_leg import ThirdPartyLeg, TransferLines
 
 log = logging.getLogger(__name__)
 
@@ -176,12 +179,16 @@ class ContactSession:
             self.relay.send(frame, read_at=time.perf_counter())
         for tap in self.audio_taps:
             tap(frame)
+        if self.third_party is not None:
+            self.third_party.from_caller(frame)
 
     def next_frame(self) -> bytes:
         self.counters["ticks"] += 1
         frame = SILENCE_FRAME
         if self.relay is not None:
             frame = self.relay.next_frame() or SILENCE_FRAME
+        elif self.third_party is not None:
+            frame = self.third_party.for_caller()
         elif self._playback is not None:
             if self._playback:
                 frame = self._playback.popleft()
@@ -364,6 +371,48 @@ class ContactSession:
             log.warning("contact %s: disconnect flow: %s", self.contact_id, hook.error)
         self._store.upsert(self.contact_id, flow_path=json.dumps(result.path_records() + hook_records(hook)),
                            attributes=json.dumps(self.attributes))
+
+    # --- transfer to a phone number (TransferParticipantToThirdParty) ----------------------------------
+    transfers: "TransferLines | None" = None      # set by the daemon: the lines a call may dial out on
+    third_party: "ThirdPartyLeg | None" = None    # the outbound leg while a transfer is in progress
+
+    async def transfer_to_number(self, number: str, *, timeout: float, dtmf: str = "",
+                                 caller_id: dict[str, str] | None = None, resume_after: bool = True) -> str:
+        """Dial `number` on a free line, send `dtmf` when it answers, and bridge the caller to it until
+        one side hangs up (see gateway/third_party_leg.py). When the third party hangs up first the
+        flow resumes, or with `resume_after` False the caller is hung up. The outcome goes into the
+        attributes (transferred_to, transfer_outcome, transfer_line, transfer_contact_id)."""
+        if self._ended.is_set():
+            raise CallerHungUp(self.end_reason or "hung up")
+        if caller_id:
+            log.info("contact %s: caller ID %s not presented to %s: a modem line shows its SIM's number",
+                     self.contact_id, caller_id, number)
+        leg = self.transfers.start(self.line, self.contact_id, number) if self.transfers is not None else None
+        if leg is None:
+            self._note_transfer(number, "no_free_line", None)
+            return "no_free_line"
+        log.info("contact %s: transfer to %s on line %s", self.contact_id, number, leg.line.id)
+        self.third_party = leg
+        try:
+            outcome = await leg.run(timeout=timeout, dtmf=dtmf, caller_gone=self._ended)
+        finally:
+            self.third_party = None
+            self.transfers.done(leg)
+            self._digits.clear()   # keys pressed for the third party are not the next menu's input
+        self._note_transfer(number, outcome, leg)
+        if outcome == CALLER_GONE:
+            raise CallerHungUp(self.end_reason or "hung up")
+        if outcome == CONNECTED_FAR_END_LEFT and not resume_after and not self._ended.is_set():
+            await self.line.hangup("third_party_disconnect")
+        return outcome
+
+    def _note_transfer(self, number: str, outcome: str, leg: "ThirdPartyLeg | None") -> None:
+        self.attributes.update({"transferred_to": number, "transfer_outcome": outcome})
+        if leg is not None:
+            self.attributes["transfer_line"] = leg.line.id
+            if leg.call is not None:
+                self.attributes["transfer_contact_id"] = leg.call.call_id
+        self._store.upsert(self.contact_id, attributes=json.dumps(self.attributes))
 
     # --- voicemail ------------------------------------------------------------------------------------
     async def record_voicemail(self, *, max_seconds: float, silence_seconds: float,

@@ -39,6 +39,7 @@ from gateway.line_services import LineServices
 from gateway.modem.line import Call, Line
 from gateway.modem.profile import ProfileError, load_profile
 from gateway.supervisor import Supervisor
+from gateway.third_party_leg import TransferLines
 from gateway.transport.broker import EmbeddedBroker
 from gateway.transport.http_client import post_json
 from gateway.transport.mqtt import MqttConnection, Will
@@ -59,6 +60,7 @@ class Daemon:
         self.supervisor = Supervisor()
         self.center = Center(cfg.queues, cfg.agents, clock=clock)
         self.sessions: dict[str, ContactSession] = {}
+        self.transfers: TransferLines | None = None     # lines calls are transferred out on, once started
         self.lines: dict[str, Line] = {}
         self.flows: dict[str, object] = {}
         self.line_errors: dict[str, str] = {}
@@ -104,6 +106,7 @@ class Daemon:
         self.services = LineServices(self.lines, {lc.id: lc.number for lc in cfg.lines}, self.store, self.prompts,
                                      self.clock, lambda t, p: self.mqtt.publish(t, p, qos=1), self.topics,
                                      self.supervisor.spawn, flow_services=self.flow_services)
+        self.transfers = TransferLines(self.lines, self.store, clock=self.clock)   # TransferParticipantToThirdParty
         self.admin = AdminHandler(lambda t, p: self.mqtt.publish(t, p, qos=1), self.topics, self.supervisor.spawn,
                                   self.services.operations())
         self.mqtt.subscribe(self.topics.admin_cmd, self.admin.handle, qos=1)
@@ -160,6 +163,8 @@ class Daemon:
     async def stop(self) -> None:
         for session in list(self.sessions.values()):
             await session.line.hangup("gateway_shutdown")
+        for leg in list(self.transfers.legs.values() if self.transfers is not None else ()):
+            await leg.line.hangup("gateway_shutdown")
         await self.supervisor.shutdown()
         if self.web is not None:
             self.web.stop()
@@ -338,6 +343,7 @@ class Daemon:
                                  queue_recording={q.id: q.recording for q in self.cfg.queues},
                                  voicemail_dir=self.cfg.data_dir / "voicemail", hold_music=self._hold_music,
                                  services=self.flow_services, library=self.library.current)
+        session.transfers = self.transfers
         self.sessions[call.call_id] = session
         log.info("line %s: incoming call %s from %s", line.id, call.call_id, call.caller or "unknown")
         task = self.supervisor.spawn(session.run(), f"contact-{call.call_id}")
@@ -348,6 +354,8 @@ class Daemon:
         log.info("line %s: call %s ended (%s)", line.id, call.call_id, call.end_reason)
         if session is not None:
             session.ended(call.end_reason or "ended")
+        elif (leg := self.transfers.leg(line.id)) is not None:
+            leg.line_call_ended(call)
 
     def dtmf(self, line: Line, call: Call, digit: str) -> None:
         session = self.sessions.get(call.call_id)
@@ -355,7 +363,7 @@ class Daemon:
             session.dtmf(digit)
 
     def audio_in(self, line: Line, call: Call, frame: bytes) -> None:
-        session = self.sessions.get(call.call_id) or self.services.probes.get(line.id)
+        session = self.sessions.get(call.call_id) or self.services.probes.get(line.id) or self.transfers.leg(line.id)
         if session is not None:
             session.audio_in(frame)
 

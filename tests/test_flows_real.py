@@ -55,7 +55,7 @@ def library_prompts(*indexes: int) -> dict[str, str]:
 
 EXPECTED: dict[str, tuple[dict[str, int], dict[str, str]]] = {
     "01-gm-patient-main-menu.json": ({}, library_prompts(6, 16, 17, 18, 19, 21, 23)),
-    "02-gm-dial-extension.json": ({"TransferParticipantToThirdParty": 1}, {
+    "02-gm-dial-extension.json": ({}, {
         **library_prompts(7, 10, 26),
         "$.Actions[14].Parameters": "missing QueueId (agent queues via AgentId are not supported here)",
         "$.Actions[18].Parameters.AgentId": "agent queues (AgentId) are not supported here"}),

@@ -43,6 +43,14 @@ class FlowContact(Protocol):
     # Calls that can leave a voicemail also have (Callgate.RecordVoicemail; absent: its NoMatchingError branch):
     #     async def record_voicemail(self, *, max_seconds: float, silence_seconds: float, stop_keys: str)
     #         -> gateway.media.voicemail.VoicemailResult   (raises CallerHungUp after keeping the message)
+    # Calls that can dial out have (TransferParticipantToThirdParty; absent: its NoMatchingError branch):
+    #     async def transfer_to_number(self, number: str, *, timeout: float, dtmf: str,
+    #                                  caller_id: dict[str, str] | None, resume_after: bool) -> str
+    #         dials `number` on a free line (ringing at most `timeout` s), sends `dtmf` once answered (a comma
+    #         waits 750 ms), bridges the caller to it until one side hangs up; with resume_after False the
+    #         caller is hung up after the third party. Returns "connected_then_far_end_hung_up" |
+    #         "connected_then_caller_hung_up" | "busy" | "no_answer" | "no_free_line" | "failed: <why>";
+    #         raises CallerHungUp when the caller hangs up before the third party answered
     # Contacts that keep event hooks (UpdateContactEventHooks; absent: the action succeeds and keeps nothing):
     #     def set_event_hook(self, kind: str, flow_ref: str) -> None
     #         kind: "CustomerRemaining" (the disconnect flow), "CustomerQueue", ...; flow_ref: as the flow names
@@ -72,7 +80,7 @@ class Step:
 
 @dataclass
 class FlowResult:
-    outcome: str  # "queued" | "disconnected" | "hung_up" | "ended" | "voicemail" | "error"
+    outcome: str  # "queued" | "disconnected" | "hung_up" | "ended" | "voicemail" | "transferred" | "error"
     path: list[Step] = field(default_factory=list)
     error: str | None = None
 

@@ -10,7 +10,9 @@ synthesised; the text (or the file) each would play is logged instead.
 The gateway around the flow is a `Setting` (from callgate.toml with `--config` and the command's flags):
 hours of operation, queues, queue metrics (zero unless given), and webhooks, which never leave the
 board unless asked: each gets the canned reply of `--webhook-reply`, or with `--call-webhooks` a real
-POST to its configured URL, and otherwise fails saying so. SMS are logged, not sent.
+POST to its configured URL, and otherwise fails saying so. SMS are logged, not sent. A transfer to a
+phone number is logged as dialled on a free line; the number answers, talks TALK_SECONDS and hangs up
+first, unless `transfer_outcome` says it is busy or does not answer.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ WORDS_PER_SECOND = 2.7  # espeak-ng at 160 wpm, for a prompt's simulated length
 SILENT_TIMEOUTS = 3
 FILE_PROMPT_SECONDS = 3.0
 MESSAGE_SECONDS = 10.0  # the message a rehearsal caller leaves at a voicemail block
+TALK_SECONDS = 60.0     # how long a rehearsal caller talks to the number a transfer dials
+TRANSFER_OUTCOMES = {"answered": "connected_then_far_end_hung_up", "busy": "busy", "no_answer": "no_answer"}
 
 
 @dataclass
@@ -70,6 +74,7 @@ class _AnyName(dict):
 @dataclass
 class Event:
     kind: str        # "prompt" | "digit" | "timeout" | "queue" | "voicemail" | "hangup" | "note" | "webhook" | "sms"
+                     # | "transfer"
     text: str
     at: float
 
@@ -132,6 +137,8 @@ class SimulatedCaller:
     channel: str = "VOICE"
     event_hooks: dict[str, str] = field(default_factory=dict)
     callback_number: str | None = None
+    transfer_outcome: str = "answered"       # what a dialled number does: a key of TRANSFER_OUTCOMES
+    transferred_to: str | None = None
     _silences: int = 0
 
     def set_event_hook(self, kind: str, flow_ref: str) -> None:
@@ -215,6 +222,30 @@ class SimulatedCaller:
     async def send_sms(self, number: str, text: str) -> None:
         self.log.append(Event("sms", f"SMS to {number}: {text}", self.clock.time()))
 
+    async def transfer_to_number(self, number: str, *, timeout: float, dtmf: str = "",
+                                 caller_id: dict[str, str] | None = None, resume_after: bool = True) -> str:
+        self.transferred_to = number
+        self.log.append(Event("transfer", f"dials {number} on a free line (rings up to {timeout:g} s)",
+                              self.clock.time()))
+        if caller_id:
+            self.log.append(Event("note", f"caller ID {caller_id} is not presented: a modem line shows its SIM's "
+                                          "number", self.clock.time()))
+        if self.transfer_outcome == "busy":
+            self.clock.advance(2.0)
+            self.log.append(Event("transfer", f"{number} is busy", self.clock.time()))
+            return "busy"
+        if self.transfer_outcome == "no_answer":
+            self.clock.advance(timeout)
+            self.log.append(Event("transfer", f"{number} does not answer within {timeout:g} s", self.clock.time()))
+            return "no_answer"
+        self.clock.advance(5.0)
+        said = f"; sends DTMF {dtmf} (a comma waits 750 ms)" if dtmf else ""
+        self.log.append(Event("transfer", f"{number} answers{said}; caller and {number} talk", self.clock.time()))
+        self.clock.advance(TALK_SECONDS)
+        then = "the flow resumes" if resume_after else "the call is over"
+        self.log.append(Event("transfer", f"{number} hangs up after {TALK_SECONDS:g} s; {then}", self.clock.time()))
+        return TRANSFER_OUTCOMES["answered"]
+
 
 def _services(setting: Setting, log: list[Event], clock: ManualClock) -> FlowServices:
     """Hours and queue hours as given; webhooks that reply from the setting and log each call."""
@@ -237,8 +268,11 @@ async def rehearse(flow: Flow, *, caller: str = "+15555550100", system_number: s
                    setting: Setting | None = None,
                    digits: list[str] | None = None, at: float | None = None,
                    attributes: dict[str, str] | None = None, queues: set[str] | None = None,
-                   full_queues: set[str] | None = None, library=None) -> Rehearsal:
-    """`library` (a FlowSet) holds the flows TransferToFlow and the disconnect flow may name."""
+                   full_queues: set[str] | None = None, library=None, transfer_outcome: str = "answered") -> Rehearsal:
+    """`library` (a FlowSet) holds the flows TransferToFlow and the disconnect flow may name;
+    `transfer_outcome` (answered | busy | no_answer) is what a number a transfer dials does."""
+    if transfer_outcome not in TRANSFER_OUTCOMES:
+        raise ValueError(f"transfer_outcome {transfer_outcome!r}: use one of {', '.join(TRANSFER_OUTCOMES)}")
     clock = ManualClock(start=at) if at is not None else ManualClock()
     log: list[Event] = []
     contact = SimulatedCaller(list(digits or []), caller, system_number, clock, log, queues,
@@ -246,6 +280,7 @@ async def rehearse(flow: Flow, *, caller: str = "+15555550100", system_number: s
     setting = setting or Setting()
     contact.services, contact.metrics = _services(setting, log, clock), dict(setting.metrics)
     contact.resolve_queue = setting.resolve_queue
+    contact.transfer_outcome = transfer_outcome
     steps: list[tuple[Step, list[Event]]] = []
     seen = 0
 
@@ -276,6 +311,8 @@ def _ending(result: FlowResult, contact: SimulatedCaller) -> str:
         return "flow hung up"
     if result.outcome == "voicemail":
         return "caller left a voicemail; the call is hung up"
+    if result.outcome == "transferred":
+        return f"caller was transferred to {contact.transferred_to}; the call ended when that side hung up"
     if result.outcome == "error":
         return f"flow stopped with an error: {result.error}"
     return f"flow ended ({result.outcome})"
