@@ -23,6 +23,7 @@ import numpy as np
 from gateway.center.queues import WaitingContact
 from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.flows.blocks.third_party import CONNECTED_FAR_END_LEFT
+from gateway.flows.customer_queue import queue_flow_records, queue_flow_ref, run_queue_flow
 from gateway.flows.hooks import hook_records, run_disconnect_flow
 from gateway.flows.interpreter import CallerHungUp, run_flow
 from gateway.media.frames import FRAME_BYTES, SILENCE_FRAME, pcm_to_frames
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 
 MAX_CONTACT_SECONDS = 4 * 3600   # a call the modem never reports as ended is hung up after this
 VOICEMAIL_STALL_SECONDS = 2.0     # a message whose audio stops arriving ends this long after its maximum
+QUEUE_FLOW_STOP_SECONDS = 2.0     # a cancelled customer queue flow has this long to stop
 
 
 @functools.cache
@@ -96,6 +98,10 @@ class ContactSession:
         self.callback_number: str | None = None  # UpdateContactCallbackNumber
         self.services = services                 # hours and webhooks for the flow
         self.routing: dict[str, float] = {}       # the flow's queue priority / routing age for the Center
+        self.in_queue = False                     # waiting in a Center queue (not yet taken, not left)
+        self._flow_result = None                  # the line's flow's FlowResult, for the contact record
+        self._queue_task: asyncio.Task | None = None   # the customer queue flow while the caller waits
+        self._queue_steps: list = []              # its steps so far
         self._inbound = InboundBuffer()     # caller frames waiting to be paired with an outbound tick
         self._caller_speech = Endpointer()
         self.relay: "AudioRelay | None" = None
@@ -117,12 +123,16 @@ class ContactSession:
                     log.warning("contact %s: flow %s ended in error: %s", self.contact_id, self._flow.source, result.error)
                 if result.outcome != "queued" and not self._ended.is_set():
                     await self.line.hangup("flow_disconnect" if result.outcome != "error" else "flow_error")
+                self._flow_result = result
+                if result.outcome == "queued":
+                    self._start_queue_flow()
             try:
                 async with asyncio.timeout(MAX_CONTACT_SECONDS):
                     await self._ended.wait()
             except TimeoutError:
                 log.warning("contact %s: still up after %d s; hanging up", self.contact_id, MAX_CONTACT_SECONDS)
                 await self.line.hangup("max_duration")
+            await self._stop_queue_flow()
             if result is not None:
                 await self._run_disconnect_flow(result)
         except Exception:
@@ -130,6 +140,7 @@ class ContactSession:
             if not self._ended.is_set():
                 await self.line.hangup("gateway_error")
         finally:
+            await self._stop_queue_flow()
             self._finish()
             await self._downmix_recording()
 
@@ -213,6 +224,9 @@ class ContactSession:
     def bridge(self, relay: "AudioRelay", agent_id: str) -> None:
         self.relay, self.agent_id = relay, agent_id
         self._holding = False
+        self.in_queue = False
+        if self._queue_task is not None:
+            self._queue_task.cancel()   # its prompt is already silenced: the agent's audio comes first
         relay.start()
         self._store.upsert(self.contact_id, agent_id=agent_id, connected_to_agent_at=self._clock.time())
 
@@ -318,6 +332,8 @@ class ContactSession:
             raise CallerHungUp(self.end_reason or "hung up")
         if self.queue_id is None:
             return "no_queue"
+        if self.in_queue:   # from the customer queue flow: to another queue
+            return self._move_to_queue()
         waiting = WaitingContact(contact_id=self.contact_id, caller=self.customer_number, line_id=self.line.id,
                                  queue_id=self.queue_id, enqueued_mono=self._clock.monotonic(),
                                  enqueued_wall=self._clock.time(), **self.routing)
@@ -326,6 +342,7 @@ class ContactSession:
             self.recording.from_queue(self._queue_recording.get(self.queue_id))
             self._apply_recording()
             self._holding = self.relay is None
+            self.in_queue = True
             if self._hold_music_for is not None:
                 self._hold_frames = self._hold_music_for(self.queue_id)
             self._store.upsert(self.contact_id, queue_id=self.queue_id, enqueued_at=waiting.enqueued_wall)
@@ -337,7 +354,9 @@ class ContactSession:
         if queue_id is None:
             raise LookupError(f"no queue {queue_ref!r} is configured" if queue_ref else
                               "no working queue (set one with UpdateContactTargetQueue first)")
-        return self._center.queue_metrics(queue_id)
+        metrics = self._center.queue_metrics(queue_id)
+        metrics.update(self._center.wait_metrics(queue_id, self.contact_id))   # position and estimated wait
+        return metrics
 
     def set_routing(self, *, priority: int | None = None, age_adjustment: float | None = None) -> None:
         """UpdateContactRoutingBehavior: kept for the queue, and applied at once if the contact waits."""
@@ -356,6 +375,62 @@ class ContactSession:
         if not self._ended.is_set():
             await self.line.hangup("flow_disconnect")
 
+    # --- the customer queue flow (gateway/flows/customer_queue.py) ----------------------------------------
+    def _start_queue_flow(self) -> None:
+        if queue_flow_ref(self) is not None and self.in_queue and not self._ended.is_set():
+            self._queue_task = asyncio.create_task(self._run_queue_flow(), name=f"queue-flow-{self.contact_id}")
+
+    async def _run_queue_flow(self) -> None:
+        """The CustomerQueue hook's flow while the caller waits; cancelled when an agent takes the call."""
+        try:
+            result = await run_queue_flow(self, self.library, self._prompts, clock=self._clock,
+                                          on_step=self._queue_steps.append)
+        except Exception:
+            log.exception("contact %s: customer queue flow failed; the caller keeps waiting", self.contact_id)
+            return
+        finally:
+            self._save_flow_path()
+        if result is None:
+            return
+        if result.outcome == "error":
+            log.warning("contact %s: customer queue flow ended in error: %s", self.contact_id, result.error)
+        else:
+            log.info("contact %s: customer queue flow ended (%s)", self.contact_id, result.outcome)
+        if not self.in_queue and self.relay is None and not self._ended.is_set():
+            await self.line.hangup("flow_disconnect")   # it took the caller out of the queue (a voicemail)
+
+    async def _stop_queue_flow(self) -> None:
+        task, self._queue_task = self._queue_task, None
+        if task is None:
+            return
+        task.cancel()
+        try:
+            async with asyncio.timeout(QUEUE_FLOW_STOP_SECONDS):
+                await asyncio.gather(task, return_exceptions=True)
+        except TimeoutError:
+            log.warning("contact %s: customer queue flow did not stop within %g s", self.contact_id,
+                        QUEUE_FLOW_STOP_SECONDS)
+
+    def _save_flow_path(self) -> None:
+        if self._flow_result is not None:
+            path = self._flow_result.path_records() + queue_flow_records(self._queue_steps)
+            self._store.upsert(self.contact_id, flow_path=json.dumps(path), attributes=json.dumps(self.attributes))
+
+    def _leave_queue(self, why: str) -> None:
+        """Out of the queue while the call goes on (a voicemail from the customer queue flow): no hold music."""
+        if self.in_queue:
+            self._center.dequeue(self.contact_id)
+            self.in_queue = self._holding = False
+            log.info("contact %s left queue %s (%s)", self.contact_id, self.queue_id, why)
+
+    def _move_to_queue(self) -> str:
+        outcome = self._center.transfer(self.contact_id, self.queue_id)
+        if outcome == "queued":
+            if self._hold_music_for is not None:
+                self._hold_frames = self._hold_music_for(self.queue_id)
+            self._store.upsert(self.contact_id, queue_id=self.queue_id)
+        return "no_queue" if outcome == "not_waiting" else outcome
+
     # --- event hooks ------------------------------------------------------------------------------------
     def set_event_hook(self, kind: str, flow_ref: str) -> None:
         """UpdateContactEventHooks: remember which flow runs at `kind` ("CustomerRemaining": the disconnect flow)."""
@@ -369,7 +444,8 @@ class ContactSession:
             return
         if hook.outcome == "error":
             log.warning("contact %s: disconnect flow: %s", self.contact_id, hook.error)
-        self._store.upsert(self.contact_id, flow_path=json.dumps(result.path_records() + hook_records(hook)),
+        queued = queue_flow_records(self._queue_steps)
+        self._store.upsert(self.contact_id, flow_path=json.dumps(result.path_records() + queued + hook_records(hook)),
                            attributes=json.dumps(self.attributes))
 
     # --- transfer to a phone number (TransferParticipantToThirdParty) ----------------------------------
@@ -426,6 +502,7 @@ class ContactSession:
             raise CallerHungUp(self.end_reason or "hung up")
         if self._voicemail_dir is None:
             raise RuntimeError("voicemail is not set up on this gateway (no voicemail folder)")
+        self._leave_queue("voicemail")
         settings = VoicemailSettings(max_seconds=max_seconds, silence_seconds=silence_seconds)
         folder = self._voicemail_dir / time.strftime("%Y-%m-%d", time.gmtime(self._clock.time()))
         folder.mkdir(parents=True, exist_ok=True)

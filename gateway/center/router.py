@@ -9,13 +9,23 @@ An offer not answered within the queue's ``offer_timeout`` is withdrawn ("expire
 keeps its place at the head of its queue and the agent goes Offline with ``missed: true`` in its
 view, so a contact never keeps bouncing to someone who is not there; going Available clears it.
 
+A waiting contact's position is its place among its queue's contacts in the order they will be served
+(offered ones first, then routing order). Its estimated wait comes from the staffed agents and the
+average handle time (accept to Available again, after-call work included, over the last
+HANDLE_SAMPLES calls; DEFAULT_HANDLE_SECONDS before any): each busy agent is free once its current
+contact has lasted that long, each Available agent now, and the contacts ahead take the first free
+agent in turn, each for one average handle time; the wait is when an agent is free for this one.
+
 Events are collected while a command runs and delivered once it has finished, in order, so a
 subscriber that reads a view sees the state after the whole command.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
+import math
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -30,6 +40,9 @@ from .queues import Queue, QueueConfig, WaitingContact, resolve_queue_ref
 _LOGGER = logging.getLogger(__name__)
 
 DEFAULT_TICK_INTERVAL = 0.2  # seconds between ticks: offer and ACW timers are this precise
+DEFAULT_HANDLE_SECONDS = 180.0  # average handle time assumed until calls have been handled
+HANDLE_SAMPLES = 20  # the average handle time is over this many last calls
+JOINING_PRIORITY = 5  # the priority of a contact that joins a queue (WaitingContact's default)
 
 
 class CenterError(Exception):
@@ -51,9 +64,13 @@ class _Contact:
 
 class Center:
     def __init__(
-        self, queues: list[QueueConfig], agents: list[AgentConfig], *, clock: Clock = SYSTEM_CLOCK
+        self, queues: list[QueueConfig], agents: list[AgentConfig], *, clock: Clock = SYSTEM_CLOCK,
+        default_handle_seconds: float = DEFAULT_HANDLE_SECONDS,
     ) -> None:
         self._clock = clock
+        self._default_handle = default_handle_seconds
+        self._handle_started: dict[str, float] = {}  # agent id -> monotonic time it accepted its contact
+        self._handle_times: deque[float] = deque(maxlen=HANDLE_SAMPLES)
         self._queues: dict[str, Queue] = {}
         for cfg in queues:
             if cfg.id in self._queues:
@@ -196,6 +213,7 @@ class Center:
             self._queues[entry.contact.queue_id].remove(contact_id)
             self._emit(QueueChanged(entry.contact.queue_id))
             agent.contact_id = contact_id
+            self._handle_started[agent_id] = self._clock.monotonic()
             self._set_state(agent, AgentState.ON_CALL)
             self._emit(ContactConnected(contact_id, agent_id))
             _LOGGER.info("agent %s accepted contact %s", agent_id, contact_id)
@@ -254,6 +272,48 @@ class Center:
                 queue.remove(contact_id)
                 self._emit(QueueChanged(queue.id))
             self._dispatch()
+
+    def dequeue(self, contact_id: str, reason: str = "caller_left_queue") -> bool:
+        """Take a waiting contact out of its queue while its call goes on (say, to leave a voicemail from the
+        customer queue flow); an offer of it is withdrawn with `reason`. False if it is not waiting."""
+        entry = self._contacts.get(contact_id)
+        if entry is None or entry.connected:
+            return False
+        with self._batch():
+            del self._contacts[contact_id]
+            if entry.agent_id is not None:
+                self._withdraw(self._agents[entry.agent_id], reason)
+            self._queues[entry.contact.queue_id].remove(contact_id)
+            self._emit(QueueChanged(entry.contact.queue_id))
+            _LOGGER.info("contact %s left queue %s (%s)", contact_id, entry.contact.queue_id, reason)
+            self._dispatch()
+        return True
+
+    def transfer(self, contact_id: str, queue_ref: str) -> str:
+        """Move a waiting contact to another queue (a customer queue flow's TransferContactToQueue); it keeps
+        the time it has waited. "queued", "at_capacity" (it stays where it is), "no_queue" or "not_waiting"."""
+        entry = self._contacts.get(contact_id)
+        if entry is None or entry.connected:
+            return "not_waiting"
+        queue_id = self.resolve_queue(queue_ref)
+        if queue_id is None:
+            return "no_queue"
+        old = entry.contact.queue_id
+        if queue_id == old:
+            return "queued"
+        if self._queues[queue_id].full:
+            return "at_capacity"
+        with self._batch():
+            if entry.agent_id is not None:
+                self._withdraw(self._agents[entry.agent_id], "caller_left_queue")
+            self._queues[old].remove(contact_id)
+            entry.contact = replace(entry.contact, queue_id=queue_id)
+            self._queues[queue_id].append(contact_id)
+            self._emit(QueueChanged(old))
+            self._emit(QueueChanged(queue_id))
+            _LOGGER.info("contact %s moved from queue %s to %s", contact_id, old, queue_id)
+            self._dispatch()
+        return "queued"
 
     def set_routing(self, contact_id: str, *, priority: int | None = None, age_adjustment: float | None = None) -> bool:
         """A waiting contact's new priority or routing age (a flow's UpdateContactRoutingBehavior); False when
@@ -351,6 +411,65 @@ class Center:
             "NumberOfAgentsMissed": sum(1 for a in self._agents.values() if a.missed),
         }
 
+    def wait_metrics(self, queue_ref: str, contact_id: str | None = None) -> dict:
+        """AverageHandleSeconds, and EstimatedWaitSeconds (and Minutes, rounded up): the wait of `contact_id`
+        when it waits in this queue (then with its PositionInQueue, 1 = served next), else of a contact
+        joining the queue now; absent when no agent is staffed."""
+        queue_id = self.resolve_queue(queue_ref)
+        if queue_id is None:
+            raise ValueError(f"no queue {queue_ref!r} is configured")
+        metrics: dict = {"AverageHandleSeconds": round(self.average_handle_seconds(), 1)}
+        place = self.contact_position(contact_id) if contact_id is not None else None
+        if place is not None and place["QueueId"] == queue_id:
+            metrics["PositionInQueue"] = place["PositionInQueue"]
+            wait = place["EstimatedWaitSeconds"]
+        else:
+            joining = (JOINING_PRIORITY, self._clock.monotonic())
+            wait = self._estimated_wait(sum(1 for e in self._service_order()
+                                            if e.agent_id is not None or e.contact.routing_key <= joining))
+        if wait is not None:
+            metrics["EstimatedWaitSeconds"] = round(wait)
+            metrics["EstimatedWaitMinutes"] = math.ceil(round(wait) / 60)
+        return metrics
+
+    def contact_position(self, contact_id: str) -> dict | None:
+        """Where a waiting contact stands: {"QueueId", "PositionInQueue" (1 = served next),
+        "EstimatedWaitSeconds" (None when no agent is staffed)}; None when it is not waiting."""
+        entry = self._contacts.get(contact_id)
+        if entry is None or entry.connected:
+            return None
+        order = self._service_order()
+        mine = [e for e in order if e.contact.queue_id == entry.contact.queue_id]
+        return {"QueueId": entry.contact.queue_id, "PositionInQueue": mine.index(entry) + 1,
+                "EstimatedWaitSeconds": self._estimated_wait(order.index(entry))}
+
+    def average_handle_seconds(self) -> float:
+        """Mean time from an agent's accept to being Available again over the last calls (the default before any)."""
+        return sum(self._handle_times) / len(self._handle_times) if self._handle_times else self._default_handle
+
+    def _service_order(self) -> list[_Contact]:
+        """Every waiting contact in the order agents will take them: those offered first, then routing order."""
+        waiting = [self._contacts[c] for q in self._queues.values() for c in q]
+        return sorted(waiting, key=lambda e: (e.agent_id is None, e.contact.routing_key))
+
+    def _estimated_wait(self, ahead: int) -> float | None:
+        """Seconds until an agent is free for a contact with `ahead` contacts before it (module docstring)."""
+        handle = self.average_handle_seconds()
+        now = self._clock.monotonic()
+        free = []
+        for agent in self._agents.values():
+            if not agent.logged_in or agent.state is AgentState.OFFLINE:
+                continue
+            started = self._handle_started.get(agent.id)
+            busy = agent.state is not AgentState.AVAILABLE and started is not None
+            free.append(max(handle - (now - started), 0.0) if busy else 0.0)
+        if not free:
+            return None
+        heapq.heapify(free)
+        for _ in range(ahead):
+            heapq.heapreplace(free, free[0] + handle)
+        return free[0]
+
     def offer_view(self, agent_id: str) -> dict | None:
         offer = self._agent(agent_id).offer
         if offer is None:
@@ -378,7 +497,14 @@ class Center:
         agent.since = self._clock.time()
         self._emit(AgentChanged(agent.id))
 
+    def _handled(self, agent: Agent) -> None:
+        """The agent is done with its contact (Available again, or Offline from after-call work)."""
+        started = self._handle_started.pop(agent.id, None)
+        if started is not None:
+            self._handle_times.append(self._clock.monotonic() - started)
+
     def _become_available(self, agent: Agent) -> None:
+        self._handled(agent)
         agent.contact_id = None
         agent.acw_until = None
         agent.idle_since = self._clock.monotonic()
@@ -389,6 +515,7 @@ class Center:
             # Going away with an offer on screen declines it.
             self._withdraw(agent, "rejected")
         if agent.state is not AgentState.OFFLINE:
+            self._handled(agent)
             agent.contact_id = None
             agent.acw_until = None
             self._set_state(agent, AgentState.OFFLINE)

@@ -79,7 +79,8 @@ def _print(rehearsal, at: float | None) -> None:
     start = rehearsal.steps[0][0].at if rehearsal.steps else 0.0
     for n, (step, events) in enumerate(rehearsal.steps, 1):
         offset = step.at - start
-        print(f"{n:>3}. +{offset:6.1f}s  {step.identifier}  [{step.type}]")
+        hook = f"  <{rehearsal.hooks[n - 1]} flow>" if n - 1 in rehearsal.hooks else ""
+        print(f"{n:>3}. +{offset:6.1f}s  {step.identifier}  [{step.type}]{hook}")
         for event in events:
             print(f"          {event.text}")
         why = f"  ({step.detail})" if step.detail else ""

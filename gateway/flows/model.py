@@ -57,7 +57,8 @@ METRICS_REFERENCES = frozenset(
     {"$.Metrics.Queue.Name", "$.Metrics.Queue.ARN", "$.Metrics.Queue.Size", "$.Metrics.Queue.OldestContactAge",
      "$.Metrics.Agents.Online.Count", "$.Metrics.Agents.Available.Count", "$.Metrics.Agents.Staffed.Count",
      "$.Metrics.Agents.AfterContactWork.Count", "$.Metrics.Agents.Busy.Count", "$.Metrics.Agents.Missed.Count",
-     "$.Metrics.Agents.Error.Count", "$.Metrics.Agents.NonProductive.Count"}
+     "$.Metrics.Agents.Error.Count", "$.Metrics.Agents.NonProductive.Count",
+     "$.Metrics.Queue.Position", "$.Metrics.Queue.EstimatedWaitSeconds", "$.Metrics.Queue.EstimatedWaitMinutes"}
 )
 
 

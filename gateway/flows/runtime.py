@@ -35,7 +35,9 @@ class FlowContact(Protocol):
     #     services: gateway.flows.services.FlowServices   (and queue_id: str | None, the working queue's id)
     # Contacts that can wait in a queue have (CheckMetricData, GetMetricData; absent: NoMatchingError):
     #     def queue_metrics(self, queue_ref: str | None) -> dict   (None: the working queue; keys are
-    #         CheckMetricData's MetricType names plus QueueId, QueueName; LookupError names an unknown queue)
+    #         CheckMetricData's MetricType names plus QueueId, QueueName; LookupError names an unknown queue;
+    #         optional: PositionInQueue (1 = served next) of this contact when it waits there,
+    #         EstimatedWaitSeconds and EstimatedWaitMinutes, for GetMetricData's $.Metrics.Queue.Position etc.)
     #     def set_routing(self, *, priority: int | None, age_adjustment: float | None) -> None
     #         (UpdateContactRoutingBehavior; absent: the action does nothing)
     # Contacts on a line that sends SMS have (Callgate.SendSms; absent: its NoMatchingError branch):
@@ -60,6 +62,8 @@ class FlowContact(Protocol):
     async def get_digit(self, timeout: float) -> str | None: ...
     def set_queue(self, queue_ref: str) -> bool: ...
     async def transfer_to_queue(self) -> str: ...
+    # While the contact waits in a queue its customer queue flow (gateway/flows/customer_queue.py) runs against
+    # it: transfer_to_queue then moves it to the working queue, and record_voicemail takes it out of the queue.
     async def disconnect(self) -> None: ...
 
 

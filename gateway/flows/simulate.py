@@ -13,6 +13,11 @@ board unless asked: each gets the canned reply of `--webhook-reply`, or with `--
 POST to its configured URL, and otherwise fails saying so. SMS are logged, not sent. A transfer to a
 phone number is logged as dialled on a free line; the number answers, talks TALK_SECONDS and hangs up
 first, unless `transfer_outcome` says it is busy or does not answer.
+
+A caller queued with a customer queue flow set (the CustomerQueue hook) then hears that flow: the
+rehearsal shows its first rounds, marked with the hook, until it ends or one of its actions has run
+QUEUE_FLOW_ROUNDS times (a waiting caller does not hang up for not pressing keys). The caller's position
+in the queue is 1 and its estimated wait 0 unless given (--metric PositionInQueue=3 ...).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import numpy as np
 
 from gateway.clock import ManualClock
 from gateway.flows.blocks.control import DISCONNECT_HOOK
+from gateway.flows.customer_queue import QUEUE_HOOK, queue_flow_ref, run_queue_flow
 from gateway.flows.hooks import RUNS_AFTER, run_disconnect_flow
 from gateway.flows.interpreter import CallerHungUp, FlowResult, Step, run_flow
 from gateway.flows.model import Flow
@@ -37,6 +43,8 @@ WORDS_PER_SECOND = 2.7  # espeak-ng at 160 wpm, for a prompt's simulated length
 SILENT_TIMEOUTS = 3
 FILE_PROMPT_SECONDS = 3.0
 MESSAGE_SECONDS = 10.0  # the message a rehearsal caller leaves at a voicemail block
+QUEUE_FLOW_ROUNDS = 3   # the customer queue flow is shown until one of its actions has run this often
+QUEUE_FLOW_STEPS = 60   # ... or this many steps
 TALK_SECONDS = 60.0     # how long a rehearsal caller talks to the number a transfer dials
 TRANSFER_OUTCOMES = {"answered": "connected_then_far_end_hung_up", "busy": "busy", "no_answer": "no_answer"}
 
@@ -55,7 +63,9 @@ class Setting:
 
 METRIC_NAMES = ("NumberOfContactsInQueue", "OldestContactInQueueAgeSeconds", "NumberOfAgentsAvailable",
                 "NumberOfAgentsStaffed", "NumberOfAgentsOnline", "NumberOfAgentsOnContact",
-                "NumberOfAgentsAfterContactWork", "NumberOfAgentsMissed")
+                "NumberOfAgentsAfterContactWork", "NumberOfAgentsMissed", "PositionInQueue",
+                "EstimatedWaitSeconds")
+METRIC_DEFAULTS = {"PositionInQueue": 1}  # the others are 0 unless given
 
 
 @dataclass
@@ -87,14 +97,19 @@ class Rehearsal:
     attributes: dict[str, str]
     queue: str | None
     digits_left: list[str]
+    hooks: dict[int, str] = field(default_factory=dict)  # index in steps -> the hook whose flow ran it
+    queue_flow: FlowResult | None = None                 # the customer queue flow's run, when it ran
 
     def as_dict(self) -> dict:
         return {
             "outcome": self.result.outcome, "ending": self.ending, "error": self.result.error,
             "queue": self.queue, "attributes": self.attributes, "digits_unused": self.digits_left,
             "steps": [{"id": s.identifier, "type": s.type, "branch": s.branch, "detail": s.detail, "at": s.at,
+                       **({"hook": self.hooks[n]} if n in self.hooks else {}),
                        "events": [{"kind": e.kind, "text": e.text, "at": e.at} for e in events]}
-                      for s, events in self.steps],
+                      for n, (s, events) in enumerate(self.steps)],
+            **({"queue_flow": {"outcome": self.queue_flow.outcome, "error": self.queue_flow.error}}
+               if self.queue_flow is not None else {}),
         }
 
 
@@ -139,6 +154,7 @@ class SimulatedCaller:
     callback_number: str | None = None
     transfer_outcome: str = "answered"       # what a dialled number does: a key of TRANSFER_OUTCOMES
     transferred_to: str | None = None
+    in_queue: bool = False      # waiting: silence does not make the caller hang up
     _silences: int = 0
 
     def set_event_hook(self, kind: str, flow_ref: str) -> None:
@@ -160,7 +176,7 @@ class SimulatedCaller:
                 self.log.append(Event("digit", f"caller presses {digit}", self.clock.time()))
                 self._silences = 0
                 return digit
-        elif self._silences >= SILENT_TIMEOUTS:
+        elif self._silences >= SILENT_TIMEOUTS and not self.in_queue:
             self.log.append(Event("hangup", "caller hangs up (no more digits to press)", self.clock.time()))
             raise CallerHungUp("caller hung up")
         self._silences += 1
@@ -187,13 +203,19 @@ class SimulatedCaller:
             return "no_queue"
         if self.queue_name in self.full_queues:
             return "at_capacity"
-        self.log.append(Event("queue", f"caller waits in queue {self.queue_name}", self.clock.time()))
+        moved = "moves to" if self.in_queue else "waits in"
+        self.log.append(Event("queue", f"caller {moved} queue {self.queue_name}", self.clock.time()))
+        self.in_queue = True
         return "queued"
 
     async def disconnect(self) -> None:
         self.log.append(Event("hangup", "flow hangs up", self.clock.time()))
 
     async def record_voicemail(self, *, max_seconds: float, silence_seconds: float, stop_keys: str = "#") -> VoicemailResult:
+        if self.in_queue:
+            self.in_queue = False
+            self.log.append(Event("queue", f"caller leaves queue {self.queue_name} to leave a message",
+                                  self.clock.time()))
         seconds = min(MESSAGE_SECONDS, max_seconds)
         self.clock.advance(seconds + silence_seconds)
         self.log.append(Event("voicemail", f"caller leaves a {seconds:g} s message (recording stops after "
@@ -210,7 +232,8 @@ class SimulatedCaller:
             queue_id, name = found
         if queue_id is None:
             raise LookupError("no working queue (set one with UpdateContactTargetQueue first)")
-        values = {m: self.metrics.get(m, 0) for m in METRIC_NAMES}
+        values = {m: self.metrics.get(m, METRIC_DEFAULTS.get(m, 0)) for m in METRIC_NAMES}
+        values["EstimatedWaitMinutes"] = -(-values["EstimatedWaitSeconds"] // 60)
         shown = ", ".join(f"{k}={v:g}" for k, v in values.items() if k in self.metrics) or "all 0 (set with --metric)"
         self.log.append(Event("note", f"metrics of queue {name}: {shown}", self.clock.time()))
         return {"QueueId": queue_id, "QueueName": name, **values}
@@ -289,8 +312,17 @@ async def rehearse(flow: Flow, *, caller: str = "+15555550100", system_number: s
         steps.append((step, log[seen:]))
         seen = len(log)
 
-    result = await run_flow(flow, contact, _Prompts(log, clock, flow.base_dir), clock=clock, on_step=on_step,
-                            library=library)
+    prompts = _Prompts(log, clock, flow.base_dir)
+    result = await run_flow(flow, contact, prompts, clock=clock, on_step=on_step, library=library)
+    hooks: dict[int, str] = {}
+    queue_flow = None
+    if result.outcome == "queued" and queue_flow_ref(contact) is not None:
+        first = len(steps)
+        queue_flow = await _rehearse_queue_flow(contact, library, prompts, clock, log, on_step)
+        hooks = {n: QUEUE_HOOK for n in range(first, len(steps))}
+        if steps and len(log) > seen:
+            steps[-1] = (steps[-1][0], steps[-1][1] + log[seen:])
+            seen = len(log)
     if result.outcome in RUNS_AFTER and contact.event_hooks.get(DISCONNECT_HOOK):  # the caller is gone
         log.append(Event("note", f"the call is over: disconnect flow {contact.event_hooks[DISCONNECT_HOOK]} runs "
                                  "(no audio)", clock.time()))
@@ -299,10 +331,52 @@ async def rehearse(flow: Flow, *, caller: str = "+15555550100", system_number: s
             log.append(Event("note", f"disconnect flow: {hook.error}", clock.time()))
             if steps:
                 steps[-1] = (steps[-1][0], steps[-1][1] + log[seen:])
-    return Rehearsal(result, steps, _ending(result, contact), contact.attributes, contact.queue_name, contact.digits)
+    return Rehearsal(result, steps, _ending(result, contact, queue_flow), contact.attributes, contact.queue_name,
+                     contact.digits, hooks, queue_flow)
 
 
-def _ending(result: FlowResult, contact: SimulatedCaller) -> str:
+class _EnoughRounds(Exception):
+    """The rehearsal has shown enough of a customer queue flow (it would go on while the caller waits)."""
+
+
+async def _rehearse_queue_flow(contact: SimulatedCaller, library, prompts: _Prompts, clock: ManualClock,
+                               log: list[Event], on_step) -> FlowResult:
+    """The first rounds of the contact's customer queue flow, as the queued caller hears them."""
+    log.append(Event("note", f"while the caller waits: customer queue flow {queue_flow_ref(contact)} runs "
+                             f"({QUEUE_HOOK})", clock.time()))
+    runs: dict[tuple[str | None, str], int] = {}
+    steps: list[Step] = []
+
+    def step(s: Step) -> None:
+        on_step(s)
+        steps.append(s)
+        runs[(s.flow, s.identifier)] = times = runs.get((s.flow, s.identifier), 0) + 1
+        if times >= QUEUE_FLOW_ROUNDS or len(steps) >= QUEUE_FLOW_STEPS:
+            raise _EnoughRounds(f"'{s.identifier}' ran {times} times" if times >= QUEUE_FLOW_ROUNDS
+                                else f"{len(steps)} steps")
+
+    try:
+        result = await run_queue_flow(contact, library, prompts, clock=clock, on_step=step)
+    except _EnoughRounds as enough:
+        log.append(Event("note", f"the rehearsal stops the customer queue flow here ({enough}); it goes on "
+                                 "while the caller waits", clock.time()))
+        return FlowResult("queued", steps)
+    if result is None:
+        return FlowResult("queued", steps)
+    if result.outcome == "error":
+        log.append(Event("note", f"customer queue flow: {result.error}; the caller keeps waiting", clock.time()))
+    elif result.outcome == "ended":
+        then = "the caller keeps waiting with hold music" if contact.in_queue else "the call is hung up"
+        log.append(Event("note", f"customer queue flow ended: {then}", clock.time()))
+    return result
+
+
+def _ending(result: FlowResult, contact: SimulatedCaller, queue_flow: FlowResult | None = None) -> str:
+    if result.outcome == "queued" and queue_flow is not None:
+        if queue_flow.outcome in ("hung_up", "disconnected", "voicemail") or not contact.in_queue:
+            left = _ending(queue_flow, contact) if queue_flow.outcome != "ended" else "the call is hung up"
+            return f"caller left queue {contact.queue_name} in the customer queue flow: {left}"
+        return f"caller waits in queue {contact.queue_name} for an agent, hearing the customer queue flow"
     if result.outcome == "queued":
         return f"caller waits in queue {contact.queue_name} for an agent"
     if result.outcome == "hung_up":

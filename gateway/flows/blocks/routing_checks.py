@@ -41,6 +41,10 @@ METRIC_REFERENCES = {
     "$.Metrics.Agents.Busy.Count": "NumberOfAgentsOnContact",
     "$.Metrics.Agents.Missed.Count": "NumberOfAgentsMissed",
     "$.Metrics.Agents.Error.Count": "NumberOfAgentsMissed",  # an agent who missed an offer is in Error
+    # callgate's own (Connect has no position in flows): the caller's place and wait (gateway/center/router.py)
+    "$.Metrics.Queue.Position": "PositionInQueue",
+    "$.Metrics.Queue.EstimatedWaitSeconds": "EstimatedWaitSeconds",
+    "$.Metrics.Queue.EstimatedWaitMinutes": "EstimatedWaitMinutes",   # rounded up: "about 3 minutes"
 }
 DEFAULT_PRIORITY = 5           # Connect's priority for a contact nobody changed; lower is served first
 MAX_PRIORITY = 2**63 - 1
@@ -261,9 +265,15 @@ class Actions:
         loaded["$.Metrics.Queue.Name"] = str(metrics.get("QueueName", ""))
         loaded["$.Metrics.Queue.ARN"] = str(metrics.get("QueueId", ""))
         self.load_references("$.Metrics.", loaded)
+        place = ""
+        if "$.Metrics.Queue.Position" in loaded:
+            place += f", the caller is number {loaded['$.Metrics.Queue.Position']}"
+        if "$.Metrics.Queue.EstimatedWaitSeconds" in loaded:
+            place += f", estimated wait {loaded['$.Metrics.Queue.EstimatedWaitSeconds']} s"
         return Go("next", action.next_action, f"queue {loaded['$.Metrics.Queue.Name']}: "
                                               f"{loaded.get('$.Metrics.Queue.Size', '?')} waiting, "
-                                              f"{loaded.get('$.Metrics.Agents.Available.Count', '?')} agent(s) available")
+                                              f"{loaded.get('$.Metrics.Agents.Available.Count', '?')} agent(s) "
+                                              f"available{place}")
 
     def load_references(self, prefix: str, values: dict[str, str]) -> None:
         """Replace every reference under `prefix` ("$.External.", "$.Metrics.") by `values`."""
