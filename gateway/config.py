@@ -14,7 +14,10 @@ from urllib.parse import urlsplit
 from gateway.center.agents import AgentConfig
 from gateway.center.hours import HoursOfOperation
 from gateway.center.hours_config import check_reference, parse_hours
+from gateway.center.profiles_config import agent_profiles, parse_routing_profiles, parse_security_profiles
 from gateway.center.queues import QueueConfig
+from gateway.center.routing_profiles import RoutingProfile
+from gateway.center.security import SecurityProfile
 from gateway.tomltable import TomlTable, read_toml
 
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -83,6 +86,8 @@ class Config:
     lines: list[LineConfig] = field(default_factory=list)
     queues: list[QueueConfig] = field(default_factory=list)
     agents: list[AgentConfig] = field(default_factory=list)
+    routing_profiles: dict[str, RoutingProfile] = field(default_factory=dict)    # by id, built-in "default" included
+    security_profiles: dict[str, SecurityProfile] = field(default_factory=dict)  # by id, built-ins included
     hours: dict[str, HoursOfOperation] = field(default_factory=dict)   # [[hours]] by name
     queue_hours: dict[str, str] = field(default_factory=dict)          # queue id -> hours name
     flow_dirs: list[Path] = field(default_factory=list)                # [flows] dirs: more folders of flows
@@ -190,11 +195,15 @@ def load_config(path: str | Path) -> Config:
     if not cfg.queues:
         raise root.err("queues", "at least one [[queues]] table is required")
 
+    queue_ids = [q.id for q in cfg.queues]
+    cfg.routing_profiles = parse_routing_profiles(root, queue_ids, _id)
+    cfg.security_profiles = parse_security_profiles(root, _id)
     for t in root.tables("agents"):
         hashed = t.get("password_hash", str, check=lambda v: None if v.startswith("pbkdf2_sha256$") else
                        "must be a salted hash made by `callgate hash-password` (pbkdf2_sha256$...), never a plain password")
+        routing, security = agent_profiles(t, cfg.routing_profiles, cfg.security_profiles)
         cfg.agents.append(AgentConfig(id=t.get("id", str, check=_id), name=t.get("name", str, None) or t.data["id"],
-                                      password_hash=hashed))
+                                      password_hash=hashed, routing_profile=routing, security_profile=security))
         t.finish()
 
     hooks = root.table("webhooks", {})

@@ -20,6 +20,7 @@ from gateway.api.admin import AdminHandler
 from gateway.api.commands import CommandHandler
 from gateway.api.publisher import StatePublisher, encode
 from gateway.api.topics import Topics
+from gateway.center.audit import AuditLog
 from gateway.center.events import ContactConnected
 from gateway.center.records import ContactStore
 from gateway.center.router import Center
@@ -58,7 +59,9 @@ class Daemon:
         self.clock = clock
         self.topics = Topics(cfg.gateway_id)
         self.supervisor = Supervisor()
-        self.center = Center(cfg.queues, cfg.agents, clock=clock)
+        self.center = Center(cfg.queues, cfg.agents, clock=clock, routing_profiles=cfg.routing_profiles or None,
+                             security_profiles=cfg.security_profiles or None)
+        self.audit = AuditLog(cfg.data_dir / "audit.log", clock=clock)   # every agent command and admin operation
         self.sessions: dict[str, ContactSession] = {}
         self.transfers: TransferLines | None = None     # lines calls are transferred out on, once started
         self.lines: dict[str, Line] = {}
@@ -100,7 +103,8 @@ class Daemon:
                                    will=Will(self.topics.status, offline), clock=self.clock)
         self.publisher = StatePublisher(self.mqtt.publish, self.topics, self.center, clock=self.clock)
         self.commands = CommandHandler(lambda t, p: self.mqtt.publish(t, p, qos=1), self.topics, self.center,
-                                       on_hangup=self._agent_hung_up, on_recording=self._agent_recording)
+                                       on_hangup=self._agent_hung_up, on_recording=self._agent_recording,
+                                       audit=self.audit)
         self.center.subscribe(self._on_center_event)
         self.mqtt.subscribe(self.topics.all_agent_cmds, self.commands.handle, qos=1)
         self.services = LineServices(self.lines, {lc.id: lc.number for lc in cfg.lines}, self.store, self.prompts,
@@ -108,7 +112,7 @@ class Daemon:
                                      self.supervisor.spawn, flow_services=self.flow_services)
         self.transfers = TransferLines(self.lines, self.store, clock=self.clock)   # TransferParticipantToThirdParty
         self.admin = AdminHandler(lambda t, p: self.mqtt.publish(t, p, qos=1), self.topics, self.supervisor.spawn,
-                                  self.services.operations())
+                                  self.services.operations(), audit=self.audit)
         self.mqtt.subscribe(self.topics.admin_cmd, self.admin.handle, qos=1)
         self.mqtt.on_connect(self.publisher.publish_all)
         await self.mqtt.start()
@@ -174,6 +178,7 @@ class Daemon:
             await self.broker.stop()
         if self.store is not None:
             self.store.close()
+        self.audit.close()
         (self.cfg.data_dir / STATE_FILE).unlink(missing_ok=True)
 
     async def run_until_stopped(self) -> None:

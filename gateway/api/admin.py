@@ -3,7 +3,8 @@ replies on …/admin/reply/<id> out (progress messages, then exactly one final r
 
 The payload is `{"id": "<request id>", "op": "<operation>", ...fields}`. A malformed command gets a
 bad_request reply naming the topic and the JSON path; an operation that fails gets its error; neither
-disturbs anything else the daemon is doing.
+disturbs anything else the daemon is doing. Each command, refused or run, is one audit log line
+(source "admin"; its line and number, never an SMS text).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from gateway.api.topics import Topics
+from gateway.center.audit import AuditLog
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +42,10 @@ class AdminError(Exception):
 
 class AdminHandler:
     def __init__(self, publish: Callable[[str, bytes], None], topics: Topics,
-                 spawn: Callable[[Awaitable, str], object], operations: dict[str, Operation]) -> None:
+                 spawn: Callable[[Awaitable, str], object], operations: dict[str, Operation], *,
+                 audit: AuditLog | None = None) -> None:
         self._publish, self._topics, self._spawn, self._ops = publish, topics, spawn, operations
+        self._audit = audit
 
     def handle(self, topic: str, payload: bytes) -> None:
         try:
@@ -49,6 +53,7 @@ class AdminHandler:
         except AdminError as exc:
             self._publish(self._topics.errors, json.dumps({"ok": False, "code": exc.code, "error": exc.message,
                                                            "topic": topic}).encode())
+            self._write_audit(None, {}, {"ok": False, "code": exc.code, "error": exc.message})
             return
         self._spawn(self._run(request_id, op, command), f"admin-{op}-{request_id}")
 
@@ -63,13 +68,30 @@ class AdminHandler:
         except AdminError as exc:
             reply = {"id": request_id, "ok": False, "op": op, "code": exc.code, "error": exc.message}
         except asyncio.CancelledError:
-            self._publish(reply_topic, json.dumps({"id": request_id, "ok": False, "op": op, "code": "shutdown",
-                                                   "error": "the gateway is shutting down"}).encode())
+            reply = {"id": request_id, "ok": False, "op": op, "code": "shutdown",
+                     "error": "the gateway is shutting down"}
+            self._publish(reply_topic, json.dumps(reply).encode())
+            self._write_audit(op, command, reply)
             raise
         except Exception as exc:
             log.exception("admin %s failed", op)
             reply = {"id": request_id, "ok": False, "op": op, "code": "failed", "error": f"{type(exc).__name__}: {exc}"}
         self._publish(reply_topic, json.dumps(reply).encode())
+        self._write_audit(op, command, reply)
+
+    def _write_audit(self, op: str | None, command: dict, reply: dict) -> None:
+        if self._audit is None:
+            return
+        entry = {"source": "admin", "actor": "admin", "action": op, "request_id": command.get("id"),
+                 "result": "ok" if reply["ok"] else "refused" if reply.get("code") == "bad_request" else "failed",
+                 "code": reply.get("code"), "reason": reply.get("error")}
+        for key in ("line", "number"):
+            if isinstance(command.get(key), str):
+                entry[key] = command[key]
+        try:
+            self._audit.record(entry)
+        except Exception:  # noqa: BLE001 - the audit log must never cost an operation its reply
+            log.exception("audit entry for admin %s failed", op)
 
     def _decode(self, topic: str, payload: bytes) -> tuple[str, str, dict]:
         if len(payload) > MAX_PAYLOAD:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from .routing_profiles import DEFAULT_ROUTING_PROFILE, RoutingProfile
+from .security import DEFAULT_SECURITY_PROFILE, SecurityProfile
+
 
 class AgentState(str, Enum):
     OFFLINE = "Offline"
@@ -18,6 +21,8 @@ class AgentConfig:
     id: str
     name: str
     password_hash: str
+    routing_profile: str = DEFAULT_ROUTING_PROFILE    # id of its one routing profile
+    security_profile: str = DEFAULT_SECURITY_PROFILE  # id of its one security profile
 
 
 @dataclass
@@ -42,6 +47,8 @@ class Agent:
     contact_id: str | None = None  # set while OnCall and AfterCallWork
     acw_until: float | None = None  # monotonic end of after-call work
     missed: bool = False  # the last offer expired unanswered; cleared when the agent goes Available
+    routing: RoutingProfile | None = None  # its routing profile (the Center sets it from config.routing_profile)
+    security: SecurityProfile | None = None  # its security profile (likewise)
 
     @property
     def id(self) -> str:

@@ -36,6 +36,8 @@ from .agents import Agent, AgentConfig, AgentState, Offer
 from .events import AgentChanged, ContactConnected, ContactOffered, OfferWithdrawn, QueueChanged
 from .passwords import verify_password
 from .queues import Queue, QueueConfig, WaitingContact, resolve_queue_ref
+from .routing_profiles import RoutingProfile, default_routing_profile
+from .security import BUILTIN_SECURITY_PROFILES, SecurityProfile
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -66,6 +68,8 @@ class Center:
     def __init__(
         self, queues: list[QueueConfig], agents: list[AgentConfig], *, clock: Clock = SYSTEM_CLOCK,
         default_handle_seconds: float = DEFAULT_HANDLE_SECONDS,
+        routing_profiles: dict[str, RoutingProfile] | None = None,
+        security_profiles: dict[str, SecurityProfile] | None = None,
     ) -> None:
         self._clock = clock
         self._default_handle = default_handle_seconds
@@ -82,12 +86,23 @@ class Center:
                 raise ValueError("agent id must not be empty")
             if cfg.id in self._agents:
                 raise ValueError(f"agent id {cfg.id!r} is configured twice")
-            self._agents[cfg.id] = Agent(cfg, since=clock.time(), idle_since=clock.monotonic())
+            self._agents[cfg.id] = Agent(cfg, since=clock.time(), idle_since=clock.monotonic(),
+                                         **self._profiles(cfg, routing_profiles, security_profiles))
         self._contacts: dict[str, _Contact] = {}
         self._subscribers: list[Callable[[object], None]] = []
         self._pending: list[object] = []
         self._batch_depth = 0
         self._delivering = False
+
+    def _profiles(self, cfg: AgentConfig, routing: dict[str, RoutingProfile] | None,
+                  security: dict[str, SecurityProfile] | None) -> dict:
+        """The agent's routing and security profile objects; the built-in ones when none are given."""
+        routing = routing if routing is not None else {"default": default_routing_profile(self._queues)}
+        security = security if security is not None else BUILTIN_SECURITY_PROFILES
+        for kind, ref, known in (("routing", cfg.routing_profile, routing), ("security", cfg.security_profile, security)):
+            if ref not in known:
+                raise ValueError(f"agent {cfg.id!r}: no {kind} profile {ref!r}")
+        return {"routing": routing[cfg.routing_profile], "security": security[cfg.security_profile]}
 
     # ---- events -------------------------------------------------------------------------------
 
@@ -144,6 +159,18 @@ class Center:
     def contact_agent(self, contact_id: str) -> str | None:
         entry = self._contacts.get(contact_id)
         return entry.agent_id if entry is not None and entry.connected else None
+
+    def agent(self, agent_id: str) -> Agent:
+        """The agent's live state, for reading (its profiles, login, state); unknown_agent when none."""
+        return self._agent(agent_id)
+
+    def contact_info(self, contact_id: str) -> dict | None:
+        """{"queue", "agent" (offered to or talking to, or None), "connected"} of a contact the Center
+        holds; None when it holds none by that id."""
+        entry = self._contacts.get(contact_id)
+        if entry is None:
+            return None
+        return {"queue": entry.contact.queue_id, "agent": entry.agent_id, "connected": entry.connected}
 
     def _agent(self, agent_id: str) -> Agent:
         agent = self._agents.get(agent_id)
@@ -366,6 +393,9 @@ class Center:
             "contact_id": agent.contact_id,
             "offer": self.offer_view(agent_id),
             "missed": agent.missed,
+            "routing_profile": agent.routing.id if agent.routing else None,
+            "security_profile": agent.security.id if agent.security else None,
+            "permissions": agent.security.sorted_permissions() if agent.security else [],
         }
 
     def queue_view(self, queue_id: str) -> dict:

@@ -45,9 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for the broker (default 2)")
 
-    from gateway.cli import contacts, metrics
+    from gateway.cli import audit, contacts, metrics
     contacts.add_parser(sub, _config_arg)
     metrics.add_parser(sub, _config_arg)
+    audit.add_parser(sub, _config_arg)
 
     p = sub.add_parser("hash-password", help="print a salted hash for an agent's password_hash")
     p.add_argument("password", nargs="?", help="the password (read from stdin when absent)")
@@ -76,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"run": cmd_run, "flow": cmd_flow, "config": cmd_config, "status": cmd_status,
-               "contacts": cmd_contacts, "metrics": cmd_metrics, "hash-password": cmd_hash, "web": cmd_web,
+               "contacts": cmd_contacts, "metrics": cmd_metrics, "audit": cmd_audit, "hash-password": cmd_hash, "web": cmd_web,
                "modem": cmd_modem, "line": cmd_line, "sms": cmd_sms, "media": cmd_media, "hil": cmd_hil}[args.command]
     try:
         return handler(args) or 0
@@ -162,7 +163,9 @@ def cmd_config(args) -> int:
         emit_json({"config": args.config, "valid": not problems, "problems": problems,
                    "lines": [lc.id for lc in cfg.lines] if cfg else [],
                    "queues": [q.id for q in cfg.queues] if cfg else [],
-                   "agents": [a.id for a in cfg.agents] if cfg else []})
+                   "agents": [a.id for a in cfg.agents] if cfg else [],
+                   "routing_profiles": sorted(cfg.routing_profiles) if cfg else [],
+                   "security_profiles": sorted(cfg.security_profiles) if cfg else []})
     else:
         for p in problems:
             print(f"error: {p}")
@@ -190,6 +193,11 @@ def cmd_contacts(args) -> int:
 
 def cmd_metrics(args) -> int:
     from gateway.cli.metrics import run
+    return run(args, _load_config)
+
+
+def cmd_audit(args) -> int:
+    from gateway.cli.audit import run
     return run(args, _load_config)
 
 

@@ -25,6 +25,7 @@ const app = {
   password: '',
   loggedIn: false,
   agent: null,              // last …/agent/<id>/state payload
+  permissions: null,        // what the agent's security profile allows; null: not told, show everything
   offer: null,              // {data, deadline}
   call: null,               // {callId, contactId, caller, queue, started, seqOut}
   acceptPending: false,
@@ -54,6 +55,7 @@ const hooks = window.__cg = {
   replies: [],
   callId: null,
   recording: null,          // the call's recording as last replied: 'recording' | 'paused' | 'off'
+  permissions: () => app.permissions,
   commandTimeoutMs: COMMAND_TIMEOUT_MS,
   rxSamples() {
     const n = Math.min(rxCount, RX_KEEP_SAMPLES);
@@ -280,6 +282,7 @@ async function onLogin(ev) {
     localStorage.setItem('callgate.agent', agentId);
     await subscribe(client, [topic('agent', agentId, 'state'), topic('agent', agentId, 'offer'),
                              topic('queue', '+'), topic('status')], 1);
+    if (Array.isArray(reply.permissions)) app.permissions = reply.permissions;
     if (reply.state && !app.agent) { app.agent = {state: reply.state}; hooks.state = reply.state; }
   } catch (e) {
     if (app.client) { app.client.end(true); app.client = null; }
@@ -301,6 +304,7 @@ async function onLogout() {
   app.loggedIn = false;
   app.password = '';
   app.agent = null;
+  app.permissions = null;
   app.offer = null;
   hooks.state = null;
   app.queues.clear();
@@ -312,6 +316,7 @@ async function onLogout() {
 
 function onAgentState(s) {
   app.agent = s;
+  if (Array.isArray(s.permissions)) app.permissions = s.permissions;
   hooks.state = s.state;
   if (s.offer) {
     onOffer(s.offer);
@@ -531,6 +536,9 @@ function renderTick() {
   if (app.queues.size && now - app.queuesDrawn >= 1000) renderQueues();
 }
 
+/** Whether the agent's security profile allows a permission (docs/security.md); buttons it does not are hidden. */
+function can(permission) { return !app.permissions || app.permissions.includes(permission); }
+
 function render() {
   const signedIn = app.loggedIn;
   $('login-panel').hidden = signedIn;
@@ -545,6 +553,8 @@ function render() {
   $('btn-available').disabled = busy || state === 'Available' || app.acceptPending;
   $('btn-offline').disabled = busy || state === 'Offline' || app.acceptPending;
   $('btn-available').classList.toggle('current', state === 'Available');
+  $('btn-available').hidden = !can('take_calls');
+  $('accept').hidden = $('reject').hidden = $('ready').hidden = !can('take_calls');
   $('btn-offline').classList.toggle('current', state === 'Offline');
 
   const offer = signedIn && app.offer && !app.call ? app.offer.data : null;
@@ -568,7 +578,7 @@ function render() {
     hooks.recording = rec;
     $('rec-state').dataset.state = rec || 'unknown';
     $('rec-state').textContent = {recording: 'Recording', paused: 'Recording paused', off: 'Not recorded'}[rec] || '';
-    $('rec-toggle').hidden = rec === 'off';
+    $('rec-toggle').hidden = rec === 'off' || !can('control_recording');
     $('rec-toggle').textContent = rec === 'paused' ? 'Resume recording' : 'Pause recording';
   }
   $('acw').hidden = !(signedIn && state === 'AfterCallWork' && !call);
