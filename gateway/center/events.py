@@ -29,7 +29,7 @@ class ContactOffered:
 class OfferWithdrawn:
     agent_id: str
     contact_id: str
-    reason: str  # "expired" | "rejected" | "caller_hung_up"
+    reason: str  # "expired" | "rejected" | "caller_hung_up" | "caller_left_queue"
 
 
 @dataclass(frozen=True)
