@@ -146,4 +146,29 @@ def test_version_1_store_gains_the_new_columns_and_keeps_its_rows(tmp_path):
     assert rec["recording_removed_at"] == 1234.0 and rec["voicemail_seconds"] == 3.5
     assert rec["recording_pauses"] == [{"at": 1.0, "seconds": 2.0}]
     store.close()
-    assert sqlite3.connect(str(path)).execute("PRAGMA user_version").fetchone()[0] == 2
+    assert sqlite3.connect(str(path)).execute("PRAGMA user_version").fetchone()[0] == 3
+
+
+def test_version_2_store_gains_the_transfer_and_interaction_columns_in_place(tmp_path):
+    path = tmp_path / "v2.db"
+    store = ContactStore(path)
+    store.close()
+    db = sqlite3.connect(str(path))       # what a schema-2 gateway left: no previous_contact_id / interaction end
+    db.executescript("""ALTER TABLE contacts DROP COLUMN previous_contact_id;
+        ALTER TABLE contacts DROP COLUMN agent_interaction_end_at;
+        INSERT INTO contacts (contact_id, caller, initiation_method, initiated_at, connected_to_agent_at, ended_at)
+            VALUES ('v2-1', '+4930', 'INBOUND', 100.0, 110.0, 200.0);
+        PRAGMA user_version=2;""")
+    db.close()
+    store = ContactStore(path)
+    old = store.get("v2-1")
+    assert old["caller"] == "+4930" and old["previous_contact_id"] is None and old["agent_interaction_end_at"] is None
+    store.upsert("t-1", initiation_method="TRANSFER", previous_contact_id="v2-1", agent_interaction_end_at=250.5)
+    assert store.get("t-1")["previous_contact_id"] == "v2-1" and store.get("t-1")["agent_interaction_end_at"] == 250.5
+    with pytest.raises(ValueError, match="agent_interaction_end_at"):
+        store.upsert("t-1", agent_interaction_end_at="soon")
+    store.close()
+    assert sqlite3.connect(str(path)).execute("PRAGMA user_version").fetchone()[0] == 3
+    reopened = ContactStore(path)                  # opening a version-3 store again changes nothing
+    assert reopened.get("t-1")["previous_contact_id"] == "v2-1"
+    reopened.close()

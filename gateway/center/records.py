@@ -23,12 +23,14 @@ import math
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 2  # 2 added the recording_* and voicemail_* columns (added in place to a version-1 store)
+SCHEMA_VERSION = 3  # 2 added the recording_* and voicemail_* columns, 3 previous_contact_id and
+# agent_interaction_end_at (each added in place to an older store)
 
 _TIMESTAMPS = (
     "initiated_at",
     "enqueued_at",
     "connected_to_agent_at",
+    "agent_interaction_end_at",
     "ended_at",
     "after_contact_work_end_at",
 )
@@ -63,10 +65,13 @@ COLUMNS = (
     "voicemail_seconds",       # length of the kept message after trimming
     "voicemail_speech_seconds",
     "voicemail_status",        # "recording" (in progress) | "recorded" | "hung_up" | "no_speech" (discarded) | "error"
+    "previous_contact_id",     # the contact this one continues (TRANSFER: the agent's leg before; CALLBACK: the call)
+    "agent_interaction_end_at",  # when the conversation with the agent ended (after-contact work starts)
 )
 _ADDED_IN_2 = {"recording_mode": "TEXT", "recording_pauses": "TEXT", "recording_removed_at": "REAL",
                "voicemail_path": "TEXT", "voicemail_seconds": "REAL", "voicemail_speech_seconds": "REAL",
                "voicemail_status": "TEXT"}
+_ADDED_IN_3 = {"previous_contact_id": "TEXT", "agent_interaction_end_at": "REAL"}
 _FIELDS = frozenset(COLUMNS) - {"contact_id"}
 
 _SCHEMA = """
@@ -94,7 +99,9 @@ CREATE TABLE IF NOT EXISTS contacts (
     voicemail_path TEXT,
     voicemail_seconds REAL,
     voicemail_speech_seconds REAL,
-    voicemail_status TEXT
+    voicemail_status TEXT,
+    previous_contact_id TEXT,
+    agent_interaction_end_at REAL
 );
 CREATE INDEX IF NOT EXISTS contacts_initiated_at ON contacts (initiated_at);
 CREATE INDEX IF NOT EXISTS contacts_queue_initiated ON contacts (queue_id, initiated_at);
@@ -129,9 +136,10 @@ class ContactStore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version == 1:
+        if version in (1, 2):
             present = {row[1] for row in self._db.execute("PRAGMA table_info(contacts)")}
-            for name, kind in _ADDED_IN_2.items():
+            added = {**(_ADDED_IN_2 if version == 1 else {}), **_ADDED_IN_3}
+            for name, kind in added.items():
                 if name not in present:
                     self._db.execute(f"ALTER TABLE contacts ADD COLUMN {name} {kind}")
             version = 0
