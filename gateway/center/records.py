@@ -23,8 +23,8 @@ import math
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 3  # 2 added the recording_* and voicemail_* columns, 3 previous_contact_id and
-# agent_interaction_end_at (each added in place to an older store)
+SCHEMA_VERSION = 3  # 2 added the recording_* and voicemail_* columns, 3 previous_contact_id,
+# agent_interaction_end_at and tags (each added in place to an older store)
 
 _TIMESTAMPS = (
     "initiated_at",
@@ -34,7 +34,7 @@ _TIMESTAMPS = (
     "ended_at",
     "after_contact_work_end_at",
 )
-_JSON = ("flow_path", "attributes", "media", "recording_pauses")
+_JSON = ("flow_path", "attributes", "media", "recording_pauses", "tags")
 _NUMBERS = ("recording_seconds", "recording_removed_at", "voicemail_seconds", "voicemail_speech_seconds")
 INITIATION_METHODS = frozenset(
     {"INBOUND", "OUTBOUND", "TRANSFER", "CALLBACK", "API", "QUEUE_TRANSFER", "MONITOR", "DISCONNECT"}
@@ -67,11 +67,12 @@ COLUMNS = (
     "voicemail_status",        # "recording" (in progress) | "recorded" | "hung_up" | "no_speech" (discarded) | "error"
     "previous_contact_id",     # the contact this one continues (TRANSFER: the agent's leg before; CALLBACK: the call)
     "agent_interaction_end_at",  # when the conversation with the agent ended (after-contact work starts)
+    "tags",                    # the flow's TagContact tags {key: value}
 )
 _ADDED_IN_2 = {"recording_mode": "TEXT", "recording_pauses": "TEXT", "recording_removed_at": "REAL",
                "voicemail_path": "TEXT", "voicemail_seconds": "REAL", "voicemail_speech_seconds": "REAL",
                "voicemail_status": "TEXT"}
-_ADDED_IN_3 = {"previous_contact_id": "TEXT", "agent_interaction_end_at": "REAL"}
+_ADDED_IN_3 = {"previous_contact_id": "TEXT", "agent_interaction_end_at": "REAL", "tags": "TEXT"}
 _FIELDS = frozenset(COLUMNS) - {"contact_id"}
 
 _SCHEMA = """
@@ -101,7 +102,8 @@ CREATE TABLE IF NOT EXISTS contacts (
     voicemail_speech_seconds REAL,
     voicemail_status TEXT,
     previous_contact_id TEXT,
-    agent_interaction_end_at REAL
+    agent_interaction_end_at REAL,
+    tags TEXT
 );
 CREATE INDEX IF NOT EXISTS contacts_initiated_at ON contacts (initiated_at);
 CREATE INDEX IF NOT EXISTS contacts_queue_initiated ON contacts (queue_id, initiated_at);
@@ -136,7 +138,7 @@ class ContactStore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version in (1, 2):
+        if version in (1, 2, 3):  # a version-3 store from before tags joined version 3 gains it too
             present = {row[1] for row in self._db.execute("PRAGMA table_info(contacts)")}
             added = {**(_ADDED_IN_2 if version == 1 else {}), **_ADDED_IN_3}
             for name, kind in added.items():
