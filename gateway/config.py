@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from gateway.center.agents import AgentConfig
+from gateway.center.agents import AgentConfig, break_states_problem
 from gateway.center.hours import HoursOfOperation
 from gateway.center.hours_config import check_reference, parse_hours
 from gateway.center.profiles_config import agent_profiles, parse_routing_profiles, parse_security_profiles
@@ -81,6 +81,7 @@ class Config:
     hold_music: Path | None = None              # WAV looped to waiting callers (default: a generated chime)
     recording_keep_days: float | None = None    # remove recordings older than this
     recording_max_mb: float | None = None       # and the oldest beyond this total
+    break_states: tuple[str, ...] = ()          # the break states agents may pick (e.g. Lunch, Training)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     web: WebConfig = field(default_factory=WebConfig)
     lines: list[LineConfig] = field(default_factory=list)
@@ -152,6 +153,10 @@ def load_config(path: str | Path) -> Config:
     cfg.recording_keep_days = gw.get("recording_keep_days", float, None, check=positive)
     cfg.recording_max_mb = gw.get("recording_max_mb", float, None, check=positive)
     cfg.hold_music = _wav_file(gw, "hold_music", base)
+    cfg.break_states = gw.strings("break_states", ())
+    problem = break_states_problem(cfg.break_states)
+    if problem is not None:
+        raise gw.err(f"break_states[{problem[0]}]", problem[1])
     gw.finish()
 
     m = root.table("mqtt", {})

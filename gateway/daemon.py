@@ -60,7 +60,7 @@ class Daemon:
         self.topics = Topics(cfg.gateway_id)
         self.supervisor = Supervisor()
         self.center = Center(cfg.queues, cfg.agents, clock=clock, routing_profiles=cfg.routing_profiles or None,
-                             security_profiles=cfg.security_profiles or None)
+                             security_profiles=cfg.security_profiles or None, break_states=cfg.break_states)
         self.audit = AuditLog(cfg.data_dir / "audit.log", clock=clock)   # every agent command and admin operation
         self.sessions: dict[str, ContactSession] = {}
         self.transfers: TransferLines | None = None     # lines calls are transferred out on, once started

@@ -111,7 +111,7 @@ def test_oldest_contact_goes_first_across_queues():
     assert rig.offer_of("bob") == c2
 
 
-def test_offer_expiry_takes_agent_offline_and_reoffers_from_the_head():
+def test_offer_expiry_puts_agent_in_missed_and_reoffers_from_the_head():
     rig = Rig()
     rig.ready("alice")
     c1, c2 = rig.call(), rig.call()
@@ -126,7 +126,7 @@ def test_offer_expiry_takes_agent_offline_and_reoffers_from_the_head():
     events = rig.take_events()
     assert OfferWithdrawn("alice", c1, "expired") in events
     view = rig.center.agent_view("alice")
-    assert view["state"] == "Offline" and view["offer"] is None and view["missed"] is True
+    assert view["state"] == "Missed" and view["offer"] is None and view["missed"] is True
     assert rig.queue_ids() == [c1, c2]
     rig.ready("bob")
     assert rig.offer_of("bob") == c1  # the missed contact keeps its place at the head
@@ -142,7 +142,7 @@ def test_expired_offer_goes_straight_to_the_next_available_agent():
     assert rig.offer_of("alice") == c1
     rig.clock.advance(20.0)
     rig.center.tick()
-    assert rig.state("alice") == "Offline"
+    assert rig.state("alice") == "Missed"
     assert rig.offer_of("bob") == c1
 
 
@@ -577,9 +577,9 @@ def test_queue_metrics_count_agents_and_waiting_contacts():
     m = rig.center.queue_metrics("support")
     assert (m["NumberOfContactsInQueue"], m["OldestContactInQueueAgeSeconds"]) == (1, 6.0)
     assert (m["NumberOfAgentsAvailable"], m["NumberOfAgentsStaffed"], m["NumberOfAgentsOnContact"]) == (0, 2, 1)
-    rig.clock.advance(25)                 # bob's offer expires: he goes Offline, missed
+    rig.clock.advance(25)                 # bob's offer expires: he is Missed, still online
     rig.center.tick()
     m = rig.center.queue_metrics("support")
-    assert (m["NumberOfAgentsOnline"], m["NumberOfAgentsMissed"]) == (1, 1)
+    assert (m["NumberOfAgentsOnline"], m["NumberOfAgentsMissed"], m["NumberOfAgentsAvailable"]) == (2, 1, 0)
     with pytest.raises(ValueError):
         rig.center.queue_metrics("nope")

@@ -31,6 +31,7 @@ ACTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "logout": ((), ()),
     "available": ((), ()),
     "offline": ((), ()),
+    "break": (("state",), ()),
     "accept": (("contact_id",), ()),
     "reject": (("contact_id",), ()),
     "hangup": ((), ("contact_id",)),
@@ -222,6 +223,8 @@ class CommandHandler:
             center.set_available(agent_id)
         elif action == "offline":
             center.set_offline(agent_id)
+        elif action == "break":
+            return {"state": AgentState.BREAK.value, "break_state": center.set_break(agent_id, command["state"])}
         elif action == "accept":
             contact = center.accept(agent_id, command["contact_id"])
             return {"state": center.agent_view(agent_id)["state"], "contact_id": contact.contact_id}

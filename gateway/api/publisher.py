@@ -1,4 +1,5 @@
-"""Retained state on MQTT: gateway status, lines, queues, agents, and offers, from Center events."""
+"""Retained state on MQTT: gateway status, lines, queues, agents, offers and real-time metrics, from Center
+events."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from gateway.clock import SYSTEM_CLOCK, Clock
 log = logging.getLogger(__name__)
 
 QUEUE_REFRESH = 5.0   # republish queues with waiting contacts so their wait times stay fresh
+METRICS = "metrics"   # …/metrics: Center.realtime_metrics(), docs/mqtt-api.md
 
 Publish = Callable[..., bool]
 
@@ -30,6 +32,7 @@ class StatePublisher:
         self._clock = clock
         self._lines: dict[str, dict] = {}
         self._flows: dict[str, dict] = {}   # topic -> the flow status retained there
+        self._counts: object = None          # the metrics last published, less their wait times
         self.status: dict = {}
         center.subscribe(self.on_event)
 
@@ -46,6 +49,18 @@ class StatePublisher:
             self._retain(t.agent_state(event.agent_id), c.agent_view(event.agent_id))
         elif isinstance(event, OfferWithdrawn):
             self._retain(t.agent_state(event.agent_id), c.agent_view(event.agent_id))
+        if isinstance(event, (AgentChanged, QueueChanged)):
+            self.publish_metrics(only_if_changed=True)
+
+    def publish_metrics(self, *, only_if_changed: bool = False) -> None:
+        """Retain the Center's real-time metrics; with only_if_changed, only when a count differs from
+        the last ones published (wait times alone change all the time: refresh_queues sends those)."""
+        metrics = self._center.realtime_metrics()
+        counts = _without_waits(metrics)
+        if only_if_changed and counts == self._counts:
+            return
+        self._counts = counts
+        self._retain(f"{self._topics.base}/{METRICS}", {"at": self._clock.time(), **metrics})
 
     def line_changed(self, view: dict) -> None:
         """Publish a line's state; an unchanged view (the same signal reported again) is not resent."""
@@ -76,14 +91,24 @@ class StatePublisher:
             self._retain(self._topics.queue(queue_id), self._center.queue_view(queue_id))
         for agent_id in self._center.agent_ids:
             self._retain(self._topics.agent_state(agent_id), self._center.agent_view(agent_id))
+        self.publish_metrics()
 
     async def refresh_queues(self) -> None:
         while True:
             await self._clock.sleep(QUEUE_REFRESH)
+            waiting = False
             for queue_id in self._center.queue_ids:
                 view = self._center.queue_view(queue_id)
                 if view.get("depth"):
+                    waiting = True
                     self._retain(self._topics.queue(queue_id), view)
+            if waiting:
+                self.publish_metrics()
 
     def _retain(self, topic: str, view: dict) -> None:
         self._publish(topic, encode(view), qos=1, retain=True)
+
+
+def _without_waits(metrics: dict) -> list:
+    return [{k: v for k, v in counts.items() if k != "oldest_wait"}
+            for counts in (metrics["total"], *metrics["queues"].values())]

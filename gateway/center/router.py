@@ -1,13 +1,28 @@
-"""The Center: agent commands, waiting contacts, and routing each contact to the longest-idle agent.
+"""The Center: agent states and commands, waiting contacts, and routing them by the agents' routing profiles.
 
-Routing runs after every state change and on every tick: while a contact waits and an Available
-agent has no pending offer, the waiting contact (over all queues) with the lowest priority, then the
-longest wait, is offered to the agent idle longest; flows may change both (UpdateContactRoutingBehavior).
-An agent who rejected a contact is passed over for it while another agent is free.
+Routing runs after every state change and on every tick (which is also what makes delays and
+timeouts happen). Free agents (Available, no pending offer) are taken longest-idle first (idle since
+they last went Available: after-call work ended, or back from Offline, a break or Missed); each is
+offered the best contact its routing profile lets it take now:
 
-An offer not answered within the queue's ``offer_timeout`` is withdrawn ("expired"), the contact
-keeps its place at the head of its queue and the agent goes Offline with ``missed: true`` in its
-view, so a contact never keeps bouncing to someone who is not there; going Available clears it.
+1. only queues of its profile, and of those only contacts that have waited at least the profile's
+   delay for that queue (time since the contact was queued; a queue transfer keeps it);
+2. the queue's priority in the profile first (1 before 2; a priority-2 queue only while no
+   priority-1 queue has a contact for this agent);
+3. then the contact's own priority (a flow's QueuePriority; lower first, 5 when none);
+4. then the longest wait, adjusted by the flow's QueueTimeAdjustmentSeconds.
+
+So the key is (profile priority, contact priority, enqueue time - age adjustment), as Amazon
+Connect orders routing-profile priority before contact priority before age. A contact offered to
+one agent is not offered to another until the offer ends. An agent who rejected a contact is passed
+over for it while another free agent may take it.
+
+An offer not answered within its queue's ``offer_timeout`` is withdrawn ("expired") and the agent
+goes Missed: not routable until it sets itself Available (or Offline, or a break) again, so a
+contact never keeps bouncing to someone who is not there. The contact keeps its enqueue time, so it
+is back at the head of its queue (among contacts of its priority) and is offered to the next free
+agent in the same tick. Break states are the gateway's ``[gateway] break_states``; an agent on a
+break gets no offers. After a contact the agent is in AfterCallWork for its queue's ``acw_timeout``.
 
 A waiting contact's position is its place among its queue's contacts in the order they will be served
 (offered ones first, then routing order). Its estimated wait comes from the staffed agents and the
@@ -26,18 +41,18 @@ import heapq
 import logging
 import math
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 from gateway.clock import SYSTEM_CLOCK, Clock
 
-from .agents import Agent, AgentConfig, AgentState, Offer
+from .agents import Agent, AgentConfig, AgentState, Offer, break_states_problem
 from .events import AgentChanged, ContactConnected, ContactOffered, OfferWithdrawn, QueueChanged
 from .passwords import verify_password
 from .queues import Queue, QueueConfig, WaitingContact, resolve_queue_ref
-from .routing_profiles import RoutingProfile, default_routing_profile
-from .security import BUILTIN_SECURITY_PROFILES, SecurityProfile
+from .routing_profiles import RoutingProfile, RoutingQueue, default_routing_profile
+from .security import BUILTIN_SECURITY_PROFILES, SecurityProfile, did_you_mean
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -70,8 +85,13 @@ class Center:
         default_handle_seconds: float = DEFAULT_HANDLE_SECONDS,
         routing_profiles: dict[str, RoutingProfile] | None = None,
         security_profiles: dict[str, SecurityProfile] | None = None,
+        break_states: Sequence[str] = (),
     ) -> None:
         self._clock = clock
+        problem = break_states_problem(list(break_states))
+        if problem is not None:
+            raise ValueError(f"break_states[{problem[0]}]: {problem[1]}")
+        self._break_states = tuple(break_states)
         self._default_handle = default_handle_seconds
         self._handle_started: dict[str, float] = {}  # agent id -> monotonic time it accepted its contact
         self._handle_times: deque[float] = deque(maxlen=HANDLE_SAMPLES)
@@ -88,6 +108,9 @@ class Center:
                 raise ValueError(f"agent id {cfg.id!r} is configured twice")
             self._agents[cfg.id] = Agent(cfg, since=clock.time(), idle_since=clock.monotonic(),
                                          **self._profiles(cfg, routing_profiles, security_profiles))
+        # agent id -> its routing profile's queues, lowest priority number first (the order routing reads them)
+        self._profile_order: dict[str, tuple[RoutingQueue, ...]] = {
+            a.id: tuple(sorted(a.routing.queues, key=lambda q: q.priority)) for a in self._agents.values()}
         self._contacts: dict[str, _Contact] = {}
         self._subscribers: list[Callable[[object], None]] = []
         self._pending: list[object] = []
@@ -150,6 +173,11 @@ class Center:
     def queue_ids(self) -> list[str]:
         return list(self._queues)
 
+    @property
+    def break_states(self) -> list[str]:
+        """The break states agents may pick, as configured."""
+        return list(self._break_states)
+
     def has_queue(self, ref: str) -> bool:
         return self.resolve_queue(ref) is not None
 
@@ -207,18 +235,14 @@ class Center:
             self._refuse_on_call(agent, "log out")
             self._go_offline(agent)
             agent.logged_in = False
-            agent.missed = False
             self._emit(AgentChanged(agent_id))
             self._dispatch()
 
     def set_available(self, agent_id: str) -> None:
-        """Offline or AfterCallWork -> Available (ends after-call work early)."""
+        """Offline, a break, Missed or AfterCallWork -> Available (ends after-call work early)."""
         with self._batch():
             agent = self._logged_in(agent_id)
             self._refuse_on_call(agent, "go Available")
-            if agent.missed:
-                agent.missed = False
-                self._emit(AgentChanged(agent_id))
             if agent.state is not AgentState.AVAILABLE:
                 self._become_available(agent)
             self._dispatch()
@@ -230,6 +254,30 @@ class Center:
             self._refuse_on_call(agent, "go Offline")
             self._go_offline(agent)
             self._dispatch()
+
+    def set_break(self, agent_id: str, name: str) -> str:
+        """Go on one of the configured break states (any spelling of its case; the configured one is
+        returned): no offers until Available again. Not while OnCall; ends after-call work; a pending
+        offer is withdrawn as by going Offline."""
+        with self._batch():
+            agent = self._logged_in(agent_id)
+            state = self._break_state(name)
+            self._refuse_on_call(agent, f"go on a break ({state})")
+            if agent.state is not AgentState.BREAK or agent.break_state != state:
+                self._leave_work(agent)
+                self._set_state(agent, AgentState.BREAK, break_state=state)
+            self._dispatch()
+            return state
+
+    def _break_state(self, name: str) -> str:
+        for state in self._break_states:
+            if state.casefold() == name.casefold():
+                return state
+        if not self._break_states:
+            raise CenterError("unknown_state", f'no break state "{name}": this gateway has none '
+                                               "(configure them as [gateway] break_states)")
+        raise CenterError("unknown_state", f'no break state "{name}"{did_you_mean(name, self._break_states)}; '
+                                           f"break states: {', '.join(self._break_states)}")
 
     def accept(self, agent_id: str, contact_id: str) -> WaitingContact:
         with self._batch():
@@ -362,8 +410,7 @@ class Center:
                 if agent.offer is not None and now >= agent.offer.expires_mono:
                     _LOGGER.info("agent %s missed contact %s", agent.id, agent.offer.contact_id)
                     self._withdraw(agent, "expired")
-                    agent.missed = True
-                    self._go_offline(agent)
+                    self._set_state(agent, AgentState.MISSED)
                 if (
                     agent.state is AgentState.AFTER_CALL_WORK
                     and agent.acw_until is not None
@@ -389,6 +436,7 @@ class Center:
             "agent": agent.id,
             "name": agent.config.name,
             "state": agent.state.value,
+            "break_state": agent.break_state,
             "since": agent.since,
             "contact_id": agent.contact_id,
             "offer": self.offer_view(agent_id),
@@ -396,6 +444,7 @@ class Center:
             "routing_profile": agent.routing.id if agent.routing else None,
             "security_profile": agent.security.id if agent.security else None,
             "permissions": agent.security.sorted_permissions() if agent.security else [],
+            "break_states": list(self._break_states),
         }
 
     def queue_view(self, queue_id: str) -> dict:
@@ -424,21 +473,60 @@ class Center:
         }
 
     def queue_metrics(self, queue_ref: str) -> dict:
-        """A queue's real-time metrics under the names a flow's CheckMetricData uses. Every agent serves
-        every queue here, so the agent counts are the gateway's; with no custom statuses, staffed and
-        online agents are the same (Available, OnCall or AfterCallWork)."""
-        view = self.queue_view(queue_ref)
-        agents = [a for a in self._agents.values() if a.logged_in]
-        online = sum(1 for a in agents if a.state is not AgentState.OFFLINE)
+        """A queue's real-time metrics under the names a flow's CheckMetricData uses; the agents counted
+        are those whose routing profile serves the queue (realtime_metrics)."""
+        queue_id = self.resolve_queue(queue_ref)
+        if queue_id is None:
+            raise ValueError(f"no queue {queue_ref!r} is configured")
+        m = self._metrics([a for a in self._agents.values() if a.routing.entry(queue_id) is not None],
+                          [self._queues[queue_id]])
         return {
-            "QueueId": view["queue"], "QueueName": view["name"],
-            "NumberOfContactsInQueue": view["depth"],
-            "OldestContactInQueueAgeSeconds": view["oldest_wait"],
-            "NumberOfAgentsAvailable": sum(1 for a in agents if a.routable),
-            "NumberOfAgentsStaffed": online, "NumberOfAgentsOnline": online,
-            "NumberOfAgentsOnContact": sum(1 for a in agents if a.state is AgentState.ON_CALL),
-            "NumberOfAgentsAfterContactWork": sum(1 for a in agents if a.state is AgentState.AFTER_CALL_WORK),
-            "NumberOfAgentsMissed": sum(1 for a in self._agents.values() if a.missed),
+            "QueueId": queue_id, "QueueName": self._queues[queue_id].config.name,
+            "NumberOfContactsInQueue": m["contacts_in_queue"],
+            "OldestContactInQueueAgeSeconds": m["oldest_wait"],
+            "NumberOfAgentsAvailable": m["agents_available"],
+            "NumberOfAgentsStaffed": m["agents_staffed"], "NumberOfAgentsOnline": m["agents_online"],
+            "NumberOfAgentsOnContact": m["agents_on_contact"],
+            "NumberOfAgentsAfterContactWork": m["agents_acw"],
+            "NumberOfAgentsMissed": m["agents_missed"],
+        }
+
+    def realtime_metrics(self) -> dict:
+        """Real-time metrics per queue and in total: {"queues": {queue id: counts}, "total": counts}, the
+        counts being agents_online (signed in and not Offline: breaks and Missed count), agents_staffed
+        (online, not on a break), agents_available (Available with no offer pending), agents_on_contact,
+        agents_acw, agents_missed, agents_break ({break state: agents}, every configured one),
+        contacts_in_queue and oldest_wait (seconds). A queue counts the agents whose routing profile
+        serves it; the total counts every agent once."""
+        agents = list(self._agents.values())
+        queues = list(self._queues.values())
+        return {"queues": {q.id: self._metrics([a for a in agents if a.routing.entry(q.id) is not None], [q])
+                           for q in queues},
+                "total": self._metrics(agents, queues)}
+
+    def _metrics(self, agents: list[Agent], queues: list[Queue]) -> dict:
+        now = self._clock.monotonic()
+        count = {state: 0 for state in AgentState}
+        breaks = dict.fromkeys(self._break_states, 0)
+        available = 0
+        for agent in agents:
+            if agent.online:
+                count[agent.state] += 1
+                available += agent.routable
+                if agent.state is AgentState.BREAK:
+                    breaks[agent.break_state] = breaks.get(agent.break_state, 0) + 1
+        online = sum(count.values())
+        oldest = min((self._contacts[c].contact.enqueued_mono for q in queues for c in q), default=now)
+        return {
+            "agents_online": online,
+            "agents_staffed": online - count[AgentState.BREAK],
+            "agents_available": available,
+            "agents_on_contact": count[AgentState.ON_CALL],
+            "agents_acw": count[AgentState.AFTER_CALL_WORK],
+            "agents_missed": count[AgentState.MISSED],
+            "agents_break": breaks,
+            "contacts_in_queue": sum(len(q) for q in queues),
+            "oldest_wait": _seconds(now - oldest),
         }
 
     def wait_metrics(self, queue_ref: str, contact_id: str | None = None) -> dict:
@@ -488,7 +576,7 @@ class Center:
         now = self._clock.monotonic()
         free = []
         for agent in self._agents.values():
-            if not agent.logged_in or agent.state is AgentState.OFFLINE:
+            if agent.state not in (AgentState.AVAILABLE, AgentState.ON_CALL, AgentState.AFTER_CALL_WORK):
                 continue
             started = self._handle_started.get(agent.id)
             busy = agent.state is not AgentState.AVAILABLE and started is not None
@@ -522,8 +610,9 @@ class Center:
                 "bad_state", f"agent {agent.id} is on call with {agent.contact_id}: hang up before you {what}"
             )
 
-    def _set_state(self, agent: Agent, state: AgentState) -> None:
+    def _set_state(self, agent: Agent, state: AgentState, break_state: str | None = None) -> None:
         agent.state = state
+        agent.break_state = break_state
         agent.since = self._clock.time()
         self._emit(AgentChanged(agent.id))
 
@@ -540,14 +629,17 @@ class Center:
         agent.idle_since = self._clock.monotonic()
         self._set_state(agent, AgentState.AVAILABLE)
 
-    def _go_offline(self, agent: Agent) -> None:
+    def _leave_work(self, agent: Agent) -> None:
+        """Going away (Offline, a break): a pending offer is declined, after-call work ends."""
         if agent.offer is not None:
-            # Going away with an offer on screen declines it.
             self._withdraw(agent, "rejected")
+        self._handled(agent)
+        agent.contact_id = None
+        agent.acw_until = None
+
+    def _go_offline(self, agent: Agent) -> None:
+        self._leave_work(agent)
         if agent.state is not AgentState.OFFLINE:
-            self._handled(agent)
-            agent.contact_id = None
-            agent.acw_until = None
             self._set_state(agent, AgentState.OFFLINE)
 
     def _withdraw(self, agent: Agent, reason: str) -> None:
@@ -561,36 +653,79 @@ class Center:
         self._emit(OfferWithdrawn(agent.id, offer.contact_id, reason))
         self._emit(AgentChanged(agent.id))
 
-    def _next_waiting(self) -> _Contact | None:
-        """The contact not yet offered with the lowest priority, then the longest wait (adjusted by the
-        flow's routing age), over all queues; with no changes by flows, the oldest."""
-        best: _Contact | None = None
+    def _ready_by_queue(self) -> dict[str, list[_Contact]]:
+        """Each queue's contacts not offered to anyone, best first by the contact's own routing key
+        (priority, then adjusted wait)."""
+        ready = {}
         for queue in self._queues.values():
-            for contact_id in queue:
-                entry = self._contacts[contact_id]
-                if entry.agent_id is None and (best is None or entry.contact.routing_key < best.contact.routing_key):
-                    best = entry
+            entries = [e for e in map(self._contacts.__getitem__, queue) if e.agent_id is None]
+            if entries:
+                entries.sort(key=lambda e: e.contact.routing_key)
+                ready[queue.id] = entries
+        return ready
+
+    def _pick(self, agent: Agent, ready: dict[str, list[_Contact]], free: list[Agent], now: float) -> _Contact | None:
+        """The contact to offer `agent` now (module docstring: routing), or None."""
+        best: _Contact | None = None
+        best_key: tuple = ()
+        for rq in self._profile_order[agent.id]:
+            if best is not None and rq.priority > best_key[0]:
+                break  # a queue of a later priority never beats one that has a contact for this agent
+            for entry in ready.get(rq.queue, ()):
+                if now - entry.contact.enqueued_mono < rq.delay:
+                    continue
+                if agent.id in entry.declined_by and self._another_takes(entry, agent, free, now):
+                    continue
+                key = (rq.priority, *entry.contact.routing_key)
+                if best is None or key < best_key:
+                    best, best_key = entry, key
+                break  # the first one a queue can give is its best
         return best
 
+    def _another_takes(self, entry: _Contact, agent: Agent, free: list[Agent], now: float) -> bool:
+        """Whether a free agent other than `agent`, who has not declined `entry`, may be offered it now."""
+        waited = now - entry.contact.enqueued_mono
+        for other in free:
+            if other is agent or other.id in entry.declined_by:
+                continue
+            rq = other.routing.entry(entry.contact.queue_id)
+            if rq is not None and waited >= rq.delay:
+                return True
+        return False
+
     def _dispatch(self) -> None:
-        while True:
-            free = sorted((a for a in self._agents.values() if a.routable), key=lambda a: a.idle_since)
-            if not free:
+        """Offer waiting contacts to free agents, longest-idle agent first, until no free agent can take one."""
+        free = [a for a in self._agents.values() if a.routable]
+        if not free:
+            return
+        ready = self._ready_by_queue()
+        if not ready:
+            return
+        free.sort(key=lambda a: a.idle_since)
+        now = self._clock.monotonic()
+        while free and ready:
+            offered = False
+            for agent in list(free):
+                entry = self._pick(agent, ready, free, now)
+                if entry is None:
+                    continue
+                queue_entries = ready[entry.contact.queue_id]
+                queue_entries.remove(entry)
+                if not queue_entries:
+                    del ready[entry.contact.queue_id]
+                free.remove(agent)
+                self._offer(agent, entry)
+                offered = True
+            if not offered:
                 return
-            entry = self._next_waiting()
-            if entry is None:
-                return
-            agent = next((a for a in free if a.id not in entry.declined_by), free[0])
-            queue = self._queues[entry.contact.queue_id]
-            entry.agent_id = agent.id
-            agent.offer = Offer(
-                entry.contact.contact_id,
-                queue.id,
-                self._clock.monotonic() + queue.config.offer_timeout,
-            )
-            _LOGGER.info("contact %s offered to agent %s", entry.contact.contact_id, agent.id)
-            self._emit(ContactOffered(agent.id, entry.contact.contact_id))
-            self._emit(AgentChanged(agent.id))
+
+    def _offer(self, agent: Agent, entry: _Contact) -> None:
+        queue = self._queues[entry.contact.queue_id]
+        entry.agent_id = agent.id
+        agent.offer = Offer(entry.contact.contact_id, queue.id, self._clock.monotonic() + queue.config.offer_timeout)
+        _LOGGER.info("contact %s offered to agent %s", entry.contact.contact_id, agent.id)
+        self._emit(ContactOffered(agent.id, entry.contact.contact_id))
+        self._emit(AgentChanged(agent.id))
 
 
 def _seconds(value: float) -> float:

@@ -29,6 +29,7 @@ COMMAND_PERMISSIONS: dict[str, str | None] = {
     "logout": None,
     "available": "take_calls",
     "offline": None,
+    "break": None,
     "accept": "take_calls",
     "reject": "take_calls",
     "hangup": None,
@@ -39,7 +40,7 @@ COMMAND_PERMISSIONS: dict[str, str | None] = {
 }
 # Commands an agent may send for another agent (the command's `agent` field), with this permission.
 ON_BEHALF_PERMISSION = "manage_agents"
-ON_BEHALF_COMMANDS = ("available", "offline", "logout")
+ON_BEHALF_COMMANDS = ("available", "offline", "logout", "break")
 
 
 @dataclass(frozen=True)

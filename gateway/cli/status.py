@@ -29,7 +29,7 @@ def collect_status(cfg, timeout: float = 2.0) -> dict:
     host, port = _broker_of(cfg)
     base = f"callgate/{cfg.gateway_id}"
     out: dict = {"gateway": cfg.gateway_id, "broker": f"{host}:{port}", "reachable": False,
-                 "status": None, "lines": {}, "queues": {}, "agents": {}}
+                 "status": None, "lines": {}, "queues": {}, "agents": {}, "metrics": None}
     last = [time.monotonic()]
     connected = threading.Event()
 
@@ -49,6 +49,8 @@ def collect_status(cfg, timeout: float = 2.0) -> dict:
         parts = msg.topic[len(base) + 1:].split("/")
         if parts == ["status"]:
             out["status"] = payload
+        elif parts == ["metrics"]:
+            out["metrics"] = payload
         elif len(parts) == 2 and parts[0] == "line":
             out["lines"][parts[1]] = payload
         elif len(parts) == 2 and parts[0] == "queue":
@@ -106,8 +108,31 @@ def print_status(s: dict) -> None:
         print("\nQUEUES")
         rows = [dict(q, oldest=f"{q.get('oldest_wait') or 0:.0f}s") for q in s["queues"].values()]
         print(table(rows, [("queue", "QUEUE"), ("name", "NAME"), ("depth", "WAITING"), ("oldest", "OLDEST WAIT")]))
+    if s.get("metrics"):
+        print("\nREAL-TIME METRICS")
+        print(metrics_table(s["metrics"]))
     if s["agents"]:
         print("\nAGENTS")
-        rows = [dict(a, since_h=when(a.get("since"))) for a in s["agents"].values()]
+        rows = [dict(a, since_h=when(a.get("since")),
+                     state=f"{a.get('state')} ({a['break_state']})" if a.get("break_state") else a.get("state"))
+                for a in s["agents"].values()]
         print(table(rows, [("agent", "AGENT"), ("name", "NAME"), ("state", "STATE"), ("contact_id", "CONTACT"),
                            ("since_h", "SINCE")]))
+
+
+def metrics_table(metrics: dict) -> str:
+    """One row per queue and a TOTAL row: agents by state (a column per break state), waiting contacts."""
+    rows = [("TOTAL", metrics.get("total") or {})] + sorted((metrics.get("queues") or {}).items())
+    breaks = list(dict.fromkeys(name for _, m in rows for name in (m.get("agents_break") or {})))
+    out = []
+    for name, m in rows:
+        row = {"queue": name, "oldest": f"{m.get('oldest_wait') or 0:.0f}s"}
+        row.update({key: str(m.get(key, 0)) for key in ("agents_online", "agents_available", "agents_on_contact",
+                                                        "agents_acw", "agents_missed", "contacts_in_queue")})
+        row.update({f"break:{b}": str((m.get("agents_break") or {}).get(b, 0)) for b in breaks})
+        out.append(row)
+    columns = [("queue", "QUEUE"), ("agents_online", "ONLINE"), ("agents_available", "AVAILABLE"),
+               ("agents_on_contact", "ON CONTACT"), ("agents_acw", "ACW"), ("agents_missed", "MISSED")]
+    columns += [(f"break:{b}", b.upper()) for b in breaks]
+    columns += [("contacts_in_queue", "WAITING"), ("oldest", "OLDEST WAIT")]
+    return table(out, columns)

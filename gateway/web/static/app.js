@@ -115,7 +115,8 @@ function parseJson(buf, where) {
   }
 }
 
-const STATE_LABELS = {Offline: 'Offline', Available: 'Available', OnCall: 'On call', AfterCallWork: 'After call work'};
+const STATE_LABELS = {Offline: 'Offline', Available: 'Available', OnCall: 'On call', AfterCallWork: 'After call work',
+                      Missed: 'Missed a call: set yourself Available', Break: 'Break'};
 
 // ------------------------------------------------------------------ MQTT
 
@@ -539,6 +540,20 @@ function renderTick() {
 /** Whether the agent's security profile allows a permission (docs/security.md); buttons it does not are hidden. */
 function can(permission) { return !app.permissions || app.permissions.includes(permission); }
 
+/** The break-state picker: the gateway's break states (agent state's break_states), the current one selected. */
+function renderBreakSelect(current, busy) {
+  const select = $('break-select');
+  const names = app.agent && Array.isArray(app.agent.break_states) ? app.agent.break_states : [];
+  const known = Array.from(select.options).slice(1).map((o) => o.value);
+  if (known.join('\n') !== names.join('\n')) {
+    select.length = 1;
+    for (const name of names) select.add(new Option(name, name));
+  }
+  select.hidden = !names.length;
+  select.value = current || '';
+  select.disabled = busy || app.acceptPending;
+}
+
 function render() {
   const signedIn = app.loggedIn;
   $('login-panel').hidden = signedIn;
@@ -547,9 +562,11 @@ function render() {
   const state = app.agent ? app.agent.state : null;
   $('agent-name').textContent = app.agent && app.agent.name ? `${app.agent.name} (${app.agentId})` : app.agentId;
   const badge = $('state');
-  badge.textContent = state ? STATE_LABELS[state] || state : 'unknown';
+  const breakState = state === 'Break' && app.agent.break_state ? app.agent.break_state : null;
+  badge.textContent = breakState ? `Break: ${breakState}` : state ? STATE_LABELS[state] || state : 'unknown';
   badge.dataset.state = state || 'unknown';
   const busy = state === 'OnCall' || !!app.call;
+  renderBreakSelect(breakState, busy);
   $('btn-available').disabled = busy || state === 'Available' || app.acceptPending;
   $('btn-offline').disabled = busy || state === 'Offline' || app.acceptPending;
   $('btn-available').classList.toggle('current', state === 'Available');
@@ -624,6 +641,9 @@ function init() {
   $('login-form').addEventListener('submit', onLogin);
   $('btn-available').addEventListener('click', (ev) => run('available', {}, ev.currentTarget));
   $('btn-offline').addEventListener('click', (ev) => run('offline', {}, ev.currentTarget));
+  $('break-select').addEventListener('change', (ev) => {
+    if (ev.currentTarget.value) run('break', {state: ev.currentTarget.value}, ev.currentTarget);
+  });
   $('ready').addEventListener('click', (ev) => run('available', {}, ev.currentTarget));
   $('logout').addEventListener('click', onLogout);
   $('accept').addEventListener('click', onAccept);
