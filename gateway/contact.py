@@ -96,6 +96,7 @@ class ContactSession:
         self.library = library                   # the flows this call may run by reference (a FlowSet, fixed for the call)
         self.event_hooks: dict[str, str] = {}    # UpdateContactEventHooks: "CustomerRemaining" -> flow ref, ...
         self.callback_number: str | None = None  # UpdateContactCallbackNumber
+        self.tags: dict[str, str] = {}           # TagContact, kept in the contact record
         self.services = services                 # hours and webhooks for the flow
         self.routing: dict[str, float] = {}       # the flow's queue priority / routing age for the Center
         self.in_queue = False                     # waiting in a Center queue (not yet taken, not left)
@@ -430,6 +431,12 @@ class ContactSession:
                 self._hold_frames = self._hold_music_for(self.queue_id)
             self._store.upsert(self.contact_id, queue_id=self.queue_id)
         return "no_queue" if outcome == "not_waiting" else outcome
+
+    # --- contact tags -----------------------------------------------------------------------------------
+    def add_tags(self, tags: dict[str, str]) -> None:
+        """TagContact: the tags join the contact's (a key given again takes the new value) and its record."""
+        self.tags.update(tags)
+        self._store.upsert(self.contact_id, tags=self.tags)
 
     # --- event hooks ------------------------------------------------------------------------------------
     def set_event_hook(self, kind: str, flow_ref: str) -> None:

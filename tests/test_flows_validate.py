@@ -142,7 +142,7 @@ def test_identifier_with_forbidden_characters_and_reserved_names():
     assert ("$.Actions[1].Identifier", "Identifier 'constructor' is a reserved name") in found
 
 
-@pytest.mark.parametrize("type_", ["InvokeFlowModule", "ConnectParticipantWithLexBot", "CreateTask", "NoSuchBlock"])
+@pytest.mark.parametrize("type_", ["UnTagContact", "ConnectParticipantWithLexBot", "CreateTask", "NoSuchBlock"])
 def test_unsupported_types_are_named_with_their_path(type_):
     other = {"Identifier": "x", "Type": type_, "Parameters": {}, "Transitions": {"NextAction": "bye"}}
     issue = only_error(doc(say("hello", "hi", "x"), other, bye()))

@@ -91,14 +91,29 @@ class _Run(*ACTION_MIXINS):
             self._step(Step(action.identifier, action.type, _branch(result), at, getattr(result, "detail", None)))
             if isinstance(result, End):
                 return FlowResult(result.outcome, self.path)
+            if result.branch == "transferred":
+                self.left_flow()
             if result.target is None:
-                why = f": {result.detail}" if result.detail else ""
-                message = f"action '{action.identifier}' ({action.type}) has no {result.branch} branch{why}"
-                self.path[-1].branch = "error"
-                self.path[-1].detail = message
-                return FlowResult("error", self.path, message)
+                message = self._dead_end(action, result)
+                while (back := self.unwind_module(message)) is not None:  # the invoking block's Error branch
+                    invoker, result = back
+                    self.step_flow = None if self.flow is first else Path(self.flow.source).stem
+                    self._step(Step(invoker.identifier, invoker.type, result.branch, self.clock.time(), result.detail))
+                    if result.target is not None:
+                        break
+                    message = self._dead_end(invoker, result)
+                else:
+                    return FlowResult("error", self.path, message)
             current = result.target
         return FlowResult("error", self.path, f"stopped after {MAX_STEPS} steps (loop guard)")
+
+    def _dead_end(self, action: Action, result: Go) -> str:
+        """The last step took a branch the action does not have: mark it, and say so."""
+        why = f": {result.detail}" if result.detail else ""
+        message = f"action '{action.identifier}' ({action.type}) has no {result.branch} branch{why}"
+        self.path[-1].branch = "error"
+        self.path[-1].detail = message
+        return message
 
     def _step(self, step: Step) -> None:
         step.flow = getattr(self, "step_flow", None)

@@ -1,6 +1,6 @@
 """The flows a gateway can run by reference: every flow file of its flow folders, validated, and found by
-file name, by Metadata.name or by the id at the end of a Connect ARN (`…/contact-flow/<id>`: the file is
-named `<id>.json`, or its Metadata has that "id" or "arn").
+file name, by Metadata.name or by the id at the end of a Connect ARN (`…/contact-flow/<id>`, or
+`…/flow-module/<id>` for a flow module: the file is named `<id>.json`, or its Metadata has that "id" or "arn").
 
 `FlowLibrary.refresh()` re-reads the folders (size, mtime and content hash of each `*.json`); a changed
 file that validates replaces the old version, one that does not is rejected and the last valid version
@@ -22,7 +22,7 @@ from gateway.flows.validate import FlowInvalid, FlowIssue, validate_flow_text
 
 log = logging.getLogger(__name__)
 
-ARN_FLOW_RE = re.compile(r"^arn:[^:]+:connect:[^:]*:[^:]*:instance/[^/]+/contact-flow/([^/\s]+)$")
+ARN_FLOW_RE = re.compile(r"^arn:[^:]+:connect:[^:]*:[^:]*:instance/[^/]+/(?:contact-flow|flow-module)/([^/\s]+)$")
 
 
 def flow_key(ref: str) -> str:

@@ -39,6 +39,7 @@ class Flow:
     actions: dict[str, Action]
     source: str = "<flow>"
     base_dir: Path = field(default_factory=Path.cwd)  # PromptId paths are relative to this
+    settings: dict | None = None  # a flow module's top-level Settings; None for a flow (InvokeFlowModule runs modules)
 
     def action(self, identifier: str) -> Action:
         return self.actions[identifier]
@@ -62,10 +63,15 @@ METRICS_REFERENCES = frozenset(
 )
 
 
+# Filled by flow modules: the invoking block's Input inside the module, its return in the caller.
+MODULE_REFERENCE_PREFIXES = ("$.Modules.Input.", "$.Modules.ResultData.")
+
+
 def is_known_reference(ref: str) -> bool:
     """True for the references callgate fills in; all others resolve to ""."""
     return (ref in FIXED_REFERENCES or ref in METRICS_REFERENCES or ref.startswith("$.External.")
-            or (ref.startswith("$.Attributes.") and ref.count(".") == 2))
+            or ref == "$.Modules.Result" or ref.startswith(MODULE_REFERENCE_PREFIXES)
+            or (ref.startswith(("$.Attributes.", "$.FlowAttributes.")) and ref.count(".") == 2))
 
 
 def resolve_references(text: str, values: dict[str, str]) -> str:

@@ -59,6 +59,10 @@ class FlowContact(Protocol):
     #         it (file stem, Metadata name, id or ARN); look it up with FlowLibrary/FlowSet.get(flow_ref)
     #     event_hooks: dict[str, str]          (kind -> flow_ref, as set so far)
     # UpdateContactCallbackNumber sets `contact.callback_number` (str, E.164 or national digits).
+    # Contacts that keep tags have (TagContact; absent: the action succeeds and the tags are not kept):
+    #     def add_tags(self, tags: dict[str, str]) -> None   (joins the contact's tags and its contact record)
+    # Contacts that can wait in a queue say whether they do (DequeueContactAndTransferToQueue; absent: not waiting):
+    #     in_queue: bool
     async def get_digit(self, timeout: float) -> str | None: ...
     def set_queue(self, queue_ref: str) -> bool: ...
     async def transfer_to_queue(self) -> str: ...

@@ -99,12 +99,14 @@ class Rehearsal:
     digits_left: list[str]
     hooks: dict[int, str] = field(default_factory=dict)  # index in steps -> the hook whose flow ran it
     queue_flow: FlowResult | None = None                 # the customer queue flow's run, when it ran
+    tags: dict[str, str] = field(default_factory=dict)   # TagContact's tags on the contact
 
     def as_dict(self) -> dict:
         return {
             "outcome": self.result.outcome, "ending": self.ending, "error": self.result.error,
-            "queue": self.queue, "attributes": self.attributes, "digits_unused": self.digits_left,
+            "queue": self.queue, "attributes": self.attributes, "tags": self.tags, "digits_unused": self.digits_left,
             "steps": [{"id": s.identifier, "type": s.type, "branch": s.branch, "detail": s.detail, "at": s.at,
+                       **({"flow": s.flow} if s.flow is not None else {}),
                        **({"hook": self.hooks[n]} if n in self.hooks else {}),
                        "events": [{"kind": e.kind, "text": e.text, "at": e.at} for e in events]}
                       for n, (s, events) in enumerate(self.steps)],
@@ -155,7 +157,13 @@ class SimulatedCaller:
     transfer_outcome: str = "answered"       # what a dialled number does: a key of TRANSFER_OUTCOMES
     transferred_to: str | None = None
     in_queue: bool = False      # waiting: silence does not make the caller hang up
+    tags: dict[str, str] = field(default_factory=dict)
     _silences: int = 0
+
+    def add_tags(self, tags: dict[str, str]) -> None:
+        self.tags.update(tags)
+        self.log.append(Event("note", f"contact tagged {', '.join(f'{k}={v}' for k, v in tags.items())}",
+                              self.clock.time()))
 
     def set_event_hook(self, kind: str, flow_ref: str) -> None:
         self.event_hooks[kind] = flow_ref
@@ -332,7 +340,7 @@ async def rehearse(flow: Flow, *, caller: str = "+15555550100", system_number: s
             if steps:
                 steps[-1] = (steps[-1][0], steps[-1][1] + log[seen:])
     return Rehearsal(result, steps, _ending(result, contact, queue_flow), contact.attributes, contact.queue_name,
-                     contact.digits, hooks, queue_flow)
+                     contact.digits, hooks, queue_flow, contact.tags)
 
 
 class _EnoughRounds(Exception):

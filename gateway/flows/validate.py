@@ -16,7 +16,7 @@ from json.decoder import scanstring
 from pathlib import Path
 
 from gateway.flows.blocks import CHECK_MIXINS, ERROR_TYPES, NEEDS_NEXT_ACTION, SUPPORTED_TYPES  # noqa: F401
-from gateway.flows.blocks import USES_CONDITIONS
+from gateway.flows.blocks import UNSUPPORTED_REASONS, USES_CONDITIONS
 from gateway.flows.blocks.voicemail import VOICEMAIL_TYPE, voicemail_options  # noqa: F401 - re-exported
 from gateway.flows.model import (
     FLOW_LANGUAGE_VERSION,
@@ -156,6 +156,11 @@ class _Validator(*CHECK_MIXINS):
             return None
         if self.is_wrapper(doc) or self.is_legacy(doc):
             return None
+        self.document = doc  # a block may depend on the document: EndFlowModuleExecution only in a module
+        settings = doc.get("Settings")
+        if "Settings" in doc and not isinstance(settings, dict):
+            self.error("$.Settings", f"Settings (of a flow module) must be an object, found {_kind(settings)}")
+            settings = None
         version = doc.get("Version")
         if "Version" not in doc:
             self.error("$", f'missing Version (must be "{FLOW_LANGUAGE_VERSION}")')
@@ -193,7 +198,7 @@ class _Validator(*CHECK_MIXINS):
                 self.check_reachable(start, actions)
         if not isinstance(start, str) or not isinstance(version, str):
             return None
-        return Flow(version, start, actions, self.source, self.base_dir)
+        return Flow(version, start, actions, self.source, self.base_dir, settings)
 
     def is_wrapper(self, doc: dict) -> bool:
         """An API response or export wrapper around the flow: say where the flow is inside it."""
@@ -254,7 +259,8 @@ class _Validator(*CHECK_MIXINS):
             self.error(f"{path}.Type", f"Type must be a non-empty string, found {_kind(type_)}", ident)
             type_ = None
         elif type_ not in SUPPORTED_TYPES:
-            self.error(path, f"not supported here: {type_} at {path}", ident)
+            why = f": {UNSUPPORTED_REASONS[type_]}" if type_ in UNSUPPORTED_REASONS else ""
+            self.error(path, f"not supported here: {type_} at {path}{why}", ident)
 
         params = raw.get("Parameters", {})
         if params is None:
