@@ -130,3 +130,21 @@ def test_voicemail_block_is_rehearsed():
     texts = [e.text for _, events in rehearsal.steps for e in events]
     assert "says (en-us): Please leave a message after the tone." in texts
     assert any(t.startswith("caller leaves a 10 s message") and "3 s of silence" in t for t in texts)
+
+
+def test_webhook_reply_file_answers_a_function_no_config_names(tmp_path):
+    flow = {"Version": "2019-10-30", "StartAction": "lookup", "Actions": [
+        {"Identifier": "lookup", "Type": "InvokeLambdaFunction",
+         "Parameters": {"LambdaFunctionARN": "arn:aws:lambda:us-east-1:123456789012:function:crm-lookup",
+                        "InvocationTimeLimitSeconds": "3"},
+         "Transitions": {"NextAction": "hello", "Errors": [{"NextAction": "bye", "ErrorType": "NoMatchingError"}]}},
+        {"Identifier": "hello", "Type": "MessageParticipant", "Parameters": {"Text": "Hello $.External.name"},
+         "Transitions": {"NextAction": "bye"}},
+        {"Identifier": "bye", "Type": "DisconnectParticipant", "Parameters": {}, "Transitions": {}}]}
+    path = tmp_path / "lookup.json"
+    path.write_text(json.dumps(flow))
+    reply = tmp_path / "reply.json"
+    reply.write_text('{"name": "Ada"}')
+    out = _cli(str(path), "--webhook-reply", str(reply))
+    assert out.returncode == 0, out.stderr
+    assert "says (en-us): Hello Ada" in out.stdout

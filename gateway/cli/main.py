@@ -222,8 +222,6 @@ def cmd_web(args) -> int:
                     + (["--config", args.config] if args.config else []))
 
 
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 def cmd_line(args) -> int:
@@ -244,3 +242,7 @@ def cmd_hil(args) -> int:
 def cmd_media(args) -> int:
     from gateway.cli import media_dtmf, media_vad
     return {"vad": media_vad.run, "dtmf": media_dtmf.run}[args.media_command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
