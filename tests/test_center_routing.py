@@ -4,8 +4,8 @@ clock. Expected orders are worked out by hand in each test's comments."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-from pathlib import Path
 
 import pytest
 
@@ -87,7 +87,8 @@ def three_profiles() -> dict[str, RoutingProfile]:
         "sales_first": RoutingProfile("sales_first", "Sales first",
                                       (RoutingQueue("sales", 1, 0), RoutingQueue("support", 2, 30))),
         # carol: overflow for both, support after 30 s, sales after 60 s
-        "overflow": RoutingProfile("overflow", "Overflow", (RoutingQueue("support", 1, 30), RoutingQueue("sales", 1, 60))),
+        "overflow": RoutingProfile("overflow", "Overflow",
+                                   (RoutingQueue("support", 1, 30), RoutingQueue("sales", 1, 60))),
     }
 
 
@@ -504,3 +505,121 @@ def test_the_break_command_over_the_api(tmp_path):
     reply = send("alice", id=4, action="break", state="Lunch", agent="bob")   # the agent profile: no manage_agents
     assert reply["code"] == "forbidden" and reply["missing_permission"] == "manage_agents"
     assert rig.center.agent_view("alice")["break_state"] == "Training"
+
+
+def test_metrics_are_published_once_per_command_on_the_event_loop():
+    rig = Rig()
+    sent: list[dict] = []
+    StatePublisher(lambda topic, payload, **kw: topic.endswith("/metrics") and sent.append(json.loads(payload)),
+                   Topics("gw"), rig.center, clock=rig.clock)
+
+    async def scenario() -> None:
+        rig.center.set_available("alice")
+        rig.center.set_available("bob")
+        rig.center.set_break("carol", "Lunch")
+        assert sent == []                    # the events of these commands are all in: one publish follows
+        await asyncio.sleep(0)
+        assert len(sent) == 1
+        assert (sent[0]["total"]["agents_available"], sent[0]["total"]["agents_break"]["Lunch"]) == (2, 1)
+        rig.center.login("alice", "pw")      # nothing counted changed
+        await asyncio.sleep(0)
+        assert len(sent) == 1
+
+    asyncio.run(scenario())
+
+
+# ---- the dashboard's break picker (headless Chromium, mosquitto, the test as the gateway) --------------------
+
+
+def test_the_dashboard_picks_a_break_state(tmp_path):
+    from gateway.web.server import DashboardServer
+    from tests.web_helpers import MqttProbe, chromium_page, make_tone_wav, run_mosquitto
+
+    base = "callgate/gwtest/"
+
+    def state(gw, state: str, **extra) -> None:
+        gw.publish(f"{base}agent/alice/state", {"agent": "alice", "name": "Alice", "state": state, "since": 0,
+                                                "contact_id": None, "offer": None, **extra}, retain=True)
+
+    with run_mosquitto(tmp_path) as broker:
+        gw = MqttProbe(broker.tcp_port, client_id="fake-gateway")
+        gw.subscribe(base + "agent/+/cmd")
+        gw.publish(base + "status", {"online": True}, retain=True)
+        state(gw, "Available", break_states=[], break_state=None)
+        wav = make_tone_wav(tmp_path / "mic.wav")
+        with DashboardServer("127.0.0.1", 0, ws_url=broker.ws_url, gateway_id="gwtest") as srv, \
+                chromium_page(wav) as page:
+            page.goto(srv.url)
+            page.wait_for_function("document.querySelector('#gateway-id').value === 'gwtest'", timeout=5000)
+            page.fill("#agent-id", "alice")
+            page.fill("#password", "pw")
+            page.click("#login")
+            cmd = gw.expect_json(base + "agent/alice/cmd")
+            gw.publish(base + "agent/alice/reply", {"id": cmd["id"], "ok": True, "action": "login"})
+            page.wait_for_function("window.__cg.state === 'Available'", timeout=5000)
+            assert page.is_hidden("#break-select")              # a gateway without break states: no picker
+
+            state(gw, "Available", break_states=list(BREAKS), break_state=None)
+            page.wait_for_selector("#break-select:not([hidden])", timeout=5000)
+            options = page.eval_on_selector_all("#break-select option", "os => os.map(o => o.textContent)")
+            assert options == ["Break…", "Lunch", "Training"]
+            page.select_option("#break-select", "Training")
+            cmd = gw.expect_json(base + "agent/alice/cmd")
+            assert cmd == {"id": cmd["id"], "action": "break", "state": "Training"}
+            gw.publish(base + "agent/alice/reply", {"id": cmd["id"], "ok": True, "action": "break",
+                                                    "state": "Break", "break_state": "Training"})
+            state(gw, "Break", break_states=list(BREAKS), break_state="Training")
+            page.wait_for_function("document.querySelector('#state').textContent === 'Break: Training'",
+                                   timeout=5000)
+            assert page.input_value("#break-select") == "Training"
+
+            state(gw, "Missed", break_states=list(BREAKS), break_state=None, missed=True)
+            page.wait_for_function("window.__cg.state === 'Missed'", timeout=5000)
+            assert page.input_value("#break-select") == "" and "Missed" in page.inner_text("#state")
+        gw.close()
+
+
+# ---- the daemon: break states from its config, metrics on MQTT, callgate status ------------------------------
+
+
+def test_the_daemon_takes_break_states_from_its_config_and_callgate_status_shows_the_metrics(tmp_path):
+    from tests.stack import AgentClient, Stack, free_port, start_daemon, stop_daemon, wait_ready, write_config
+
+    data_dir, config, log_path = tmp_path / "data", tmp_path / "callgate.toml", tmp_path / "daemon.log"
+    write_config(config, gateway_id=f"gw{free_port()}", data_dir=data_dir, broker=None, web_port=free_port(),
+                 lines=[])
+    text = config.read_text()
+    config.write_text(text.replace("[mqtt]\n", 'break_states = ["Lunch", "Training"]\n[mqtt]\n', 1))
+    proc = start_daemon(config, data_dir, log_path)
+    try:
+        state = wait_ready(data_dir, proc, log_path)
+        stack = Stack(emulator=None, gateway_id=state["gateway_id"], data_dir=data_dir, config=config, proc=proc,
+                      mqtt_host=state["mqtt_host"], mqtt_port=state["mqtt_port"], ws_url=state["ws_url"],
+                      dashboard_url=state.get("dashboard", ""), log_path=log_path)
+        alice, bob = AgentClient(stack, "alice"), AgentClient(stack, "bob")
+        try:
+            assert alice.command("login", password="alice-pass")["ok"]
+            assert bob.command("login", password="bob-pass")["ok"]
+            reply = alice.command("break", state="lunch")
+            assert (reply["ok"], reply["state"], reply["break_state"]) == (True, "Break", "Lunch"), reply
+            assert bob.command("available")["ok"]
+            view = alice.wait_for(lambda t, o: t.endswith("/agent/alice/state") and o.get("break_state") == "Lunch")
+            assert view["break_states"] == ["Lunch", "Training"]
+            metrics = alice.wait_for(lambda t, o: t.endswith("/metrics") and o["total"]["agents_available"] == 1)
+            assert metrics["total"]["agents_break"] == {"Lunch": 1, "Training": 0}
+            assert metrics["queues"]["support"]["agents_online"] == 2
+        finally:
+            alice.close()
+            bob.close()
+
+        out = stack.cli("status", "--json")
+        status = json.loads(out.stdout)
+        assert status["metrics"]["total"]["agents_break"] == {"Lunch": 1, "Training": 0}, out.stderr
+        assert status["agents"]["alice"]["break_state"] == "Lunch"
+        lines = stack.cli("status").stdout.splitlines()
+        heading = lines.index("REAL-TIME METRICS")
+        assert lines[heading + 1].split()[-5:] == ["LUNCH", "TRAINING", "WAITING", "OLDEST", "WAIT"]
+        assert lines[heading + 3].split()[:8] == ["TOTAL", "2", "1", "0", "0", "0", "1", "0"]
+        assert any(line.startswith("alice") and "Break (Lunch)" in line for line in lines), lines
+    finally:
+        stop_daemon(proc)

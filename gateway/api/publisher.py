@@ -3,6 +3,7 @@ events."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -33,6 +34,7 @@ class StatePublisher:
         self._lines: dict[str, dict] = {}
         self._flows: dict[str, dict] = {}   # topic -> the flow status retained there
         self._counts: object = None          # the metrics last published, less their wait times
+        self._metrics_due = False            # a flush of the metrics is scheduled on the event loop
         self.status: dict = {}
         center.subscribe(self.on_event)
 
@@ -50,7 +52,26 @@ class StatePublisher:
         elif isinstance(event, OfferWithdrawn):
             self._retain(t.agent_state(event.agent_id), c.agent_view(event.agent_id))
         if isinstance(event, (AgentChanged, QueueChanged)):
+            self._metrics_changed()
+
+    def _metrics_changed(self) -> None:
+        """Publish the metrics once the events of this command or tick are all in (on the running event
+        loop's next turn; at once when there is no loop)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
             self.publish_metrics(only_if_changed=True)
+            return
+        if not self._metrics_due:
+            self._metrics_due = True
+            loop.call_soon(self._flush_metrics)
+
+    def _flush_metrics(self) -> None:
+        self._metrics_due = False
+        try:
+            self.publish_metrics(only_if_changed=True)
+        except Exception:
+            log.exception("publishing the real-time metrics failed")
 
     def publish_metrics(self, *, only_if_changed: bool = False) -> None:
         """Retain the Center's real-time metrics; with only_if_changed, only when a count differs from
