@@ -26,6 +26,8 @@ def add_parser(fsub) -> None:
     p.add_argument("--webhook-reply", metavar="FILE", help="JSON every webhook replies with (nothing is sent)")
     p.add_argument("--call-webhooks", action="store_true", help="really POST to the webhook URLs of --config "
                    "(without it and without --webhook-reply, webhooks take their Error branch)")
+    p.add_argument("--hang-up-after", type=int, metavar="N", help="the caller hangs up at their Nth interaction "
+                   "(1 = the first prompt, key wait, queue or message), to rehearse hang-ups and the disconnect flow")
     p.add_argument("--transfer-outcome", choices=("answered", "busy", "no_answer"), default="answered",
                    help="what a number a transfer to a phone number dials does (default: answers, talks and "
                    "hangs up first)")
@@ -66,7 +68,8 @@ def run(args) -> int:
     rehearsal = asyncio.run(rehearse(flow, caller=args.caller, system_number=args.number, digits=digits,
                                      setting=setting,
                                      at=at, attributes=attrs, full_queues=set(args.queue_full),
-                                     library=library.current, transfer_outcome=args.transfer_outcome))
+                                     library=library.current, transfer_outcome=args.transfer_outcome,
+                                     hang_up_after=args.hang_up_after))
     if args.json:
         from gateway.cli.output import emit_json
         emit_json({"flow": str(Path(args.flow)), **rehearsal.as_dict()})

@@ -158,7 +158,16 @@ class SimulatedCaller:
     transferred_to: str | None = None
     in_queue: bool = False      # waiting: silence does not make the caller hang up
     tags: dict[str, str] = field(default_factory=dict)
+    hang_up_after: int | None = None   # the caller hangs up at this interaction (1 = the first prompt, key, ...)
+    interactions: int = 0
     _silences: int = 0
+
+    def _interaction(self, what: str) -> None:
+        """Every time the flow waits on the caller; a rehearsal can make the caller hang up there."""
+        self.interactions += 1
+        if self.hang_up_after is not None and self.interactions >= self.hang_up_after:
+            self.log.append(Event("hangup", f"caller hangs up during {what}", self.clock.time()))
+            raise CallerHungUp("caller hung up")
 
     def add_tags(self, tags: dict[str, str]) -> None:
         self.tags.update(tags)
@@ -170,6 +179,7 @@ class SimulatedCaller:
         self.log.append(Event("note", f"{kind} flow set to {flow_ref}", self.clock.time()))
 
     async def play(self, samples: np.ndarray, *, interruptible: bool) -> str | None:
+        self._interaction("a prompt")
         if interruptible and self.digits and self.digits[0] != "":
             digit = self.digits.pop(0)
             self.log.append(Event("digit", f"caller presses {digit} during the prompt", self.clock.time()))
@@ -178,6 +188,7 @@ class SimulatedCaller:
         return None
 
     async def get_digit(self, timeout: float) -> str | None:
+        self._interaction("the wait for a key")
         if self.digits:
             digit = self.digits.pop(0)
             if digit != "":
@@ -207,6 +218,7 @@ class SimulatedCaller:
         return True
 
     async def transfer_to_queue(self) -> str:
+        self._interaction("the transfer to a queue")
         if self.queue_name is None:
             return "no_queue"
         if self.queue_name in self.full_queues:
@@ -220,6 +232,7 @@ class SimulatedCaller:
         self.log.append(Event("hangup", "flow hangs up", self.clock.time()))
 
     async def record_voicemail(self, *, max_seconds: float, silence_seconds: float, stop_keys: str = "#") -> VoicemailResult:
+        self._interaction("the message")
         if self.in_queue:
             self.in_queue = False
             self.log.append(Event("queue", f"caller leaves queue {self.queue_name} to leave a message",
@@ -255,6 +268,7 @@ class SimulatedCaller:
 
     async def transfer_to_number(self, number: str, *, timeout: float, dtmf: str = "",
                                  caller_id: dict[str, str] | None = None, resume_after: bool = True) -> str:
+        self._interaction("the transfer to a number")
         self.transferred_to = number
         self.log.append(Event("transfer", f"dials {number} on a free line (rings up to {timeout:g} s)",
                               self.clock.time()))
@@ -299,7 +313,8 @@ async def rehearse(flow: Flow, *, caller: str = "+15555550100", system_number: s
                    setting: Setting | None = None,
                    digits: list[str] | None = None, at: float | None = None,
                    attributes: dict[str, str] | None = None, queues: set[str] | None = None,
-                   full_queues: set[str] | None = None, library=None, transfer_outcome: str = "answered") -> Rehearsal:
+                   full_queues: set[str] | None = None, library=None, transfer_outcome: str = "answered",
+                   hang_up_after: int | None = None) -> Rehearsal:
     """`library` (a FlowSet) holds the flows TransferToFlow and the disconnect flow may name;
     `transfer_outcome` (answered | busy | no_answer) is what a number a transfer dials does."""
     if transfer_outcome not in TRANSFER_OUTCOMES:
@@ -312,6 +327,7 @@ async def rehearse(flow: Flow, *, caller: str = "+15555550100", system_number: s
     contact.services, contact.metrics = _services(setting, log, clock), dict(setting.metrics)
     contact.resolve_queue = setting.resolve_queue
     contact.transfer_outcome = transfer_outcome
+    contact.hang_up_after = hang_up_after
     steps: list[tuple[Step, list[Event]]] = []
     seen = 0
 
