@@ -195,7 +195,7 @@ def load_config(path: str | Path) -> Config:
             acw_timeout=t.get("acw_timeout", float, 10.0, check=_positive),
             offer_timeout=t.get("offer_timeout", float, 20.0, check=_positive),
             recording=t.get("recording", str, None, check=_one_of("stereo", "mono", "off")),
-            hold_music=_wav_file(t, "hold_music", base)))
+            hold_music=_wav_file(t, "hold_music", base), outbound_line=t.get("outbound_line", str, None)))
         t.finish()
     if not cfg.queues:
         raise root.err("queues", "at least one [[queues]] table is required")
@@ -245,6 +245,11 @@ def load_config(path: str | Path) -> Config:
         if lc.outbound_queue is not None and lc.outbound_queue not in queue_ids:
             raise ConfigError(f"{source}: lines[{i}].outbound_queue: no queue {lc.outbound_queue!r} "
                               f"(queues: {', '.join(sorted(queue_ids)) or 'none'})")
+    line_ids = [lc.id for lc in cfg.lines]
+    for i, q in enumerate(cfg.queues):
+        if q.outbound_line is not None and q.outbound_line not in line_ids:
+            raise ConfigError(f"{source}: queues[{i}].outbound_line: no line {q.outbound_line!r} "
+                              f"(lines: {', '.join(sorted(line_ids)) or 'none'})")
     for kind, items in (("queues", cfg.queues), ("agents", cfg.agents), ("lines", cfg.lines)):
         seen: set[str] = set()
         for i, item in enumerate(items):

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gateway.center.queues import WaitingContact
+from gateway.center.records import CALLBACK_QUEUED_REASON
 from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.flows.blocks.third_party import CONNECTED_FAR_END_LEFT
 from gateway.flows.customer_queue import queue_flow_records, queue_flow_ref, run_queue_flow
@@ -37,6 +38,7 @@ from gateway.third_party_leg import CALLER_GONE
 
 if TYPE_CHECKING:
     from gateway.api.audio_relay import AudioRelay
+    from gateway.callbacks import Callbacks
     from gateway.center.records import ContactStore
     from gateway.center.router import Center
     from gateway.flows.model import Flow
@@ -96,6 +98,8 @@ class ContactSession:
         self.library = library                   # the flows this call may run by reference (a FlowSet, fixed for the call)
         self.event_hooks: dict[str, str] = {}    # UpdateContactEventHooks: "CustomerRemaining" -> flow ref, ...
         self.callback_number: str | None = None  # UpdateContactCallbackNumber
+        self.callback_id: str | None = None      # the CALLBACK contact CreateCallbackContact left (gateway/callbacks.py)
+        self._waiting_since: float | None = None  # wall clock the caller joined a queue (a callback keeps the place)
         self.tags: dict[str, str] = {}           # TagContact, kept in the contact record
         self.services = services                 # hours and webhooks for the flow
         self.routing: dict[str, float] = {}       # the flow's queue priority / routing age for the Center
@@ -177,10 +181,16 @@ class ContactSession:
         media = dict(self.counters, **self.line.counters)
         if self.relay is not None:
             media.update(self.relay.summary())
-        self._store.upsert(self.contact_id, ended_at=self.call.ended_at or self._clock.time(),
-                           disconnect_reason=self.end_reason or self.call.end_reason or "unknown",
+        ended = self.call.ended_at or self._clock.time()
+        reason = self.end_reason or self.call.end_reason or "unknown"
+        extra: dict = {"agent_interaction_end_at": ended} if self.agent_id is not None else {}
+        if self.callback_id is not None and self.agent_id is None:
+            reason = CALLBACK_QUEUED_REASON       # the caller left, a callback waits in the queue instead
+        if self.callback_id is not None and self.callbacks is not None:
+            self.callbacks.release(self.callback_id)
+        self._store.upsert(self.contact_id, ended_at=ended, disconnect_reason=reason,
                            recording_path=str(self.recording_path) if self.recording_path else None,
-                           recording_seconds=seconds, media=json.dumps(media))
+                           recording_seconds=seconds, media=json.dumps(media), **extra)
 
     # --- audio, driven by the line ----------------------------------------------------------------
     def audio_in(self, frame: bytes) -> None:
@@ -340,6 +350,7 @@ class ContactSession:
                                  enqueued_wall=self._clock.time(), **self.routing)
         outcome = self._center.enqueue(waiting)
         if outcome == "queued":
+            self._waiting_since = waiting.enqueued_wall
             self.recording.from_queue(self._queue_recording.get(self.queue_id))
             self._apply_recording()
             self._holding = self.relay is None
@@ -437,6 +448,58 @@ class ContactSession:
         """TagContact: the tags join the contact's (a key given again takes the new value) and its record."""
         self.tags.update(tags)
         self._store.upsert(self.contact_id, tags=self.tags)
+
+    # --- queued callback (CreateCallbackContact) and an agent's transfer (gateway/agent_calls.py) --------------
+    callbacks: "Callbacks | None" = None          # set by the daemon: where callbacks are left
+
+    def create_callback(self, *, queue_ref: str | None, initial_delay: float, retries: int,
+                        retry_delay: float) -> str:
+        """CreateCallbackContact: leave a callback to the callback number (else the caller's) in the named
+        queue (else the working one); a caller waiting in a queue leaves it, the callback keeping the
+        place. The callback's contact id; LookupError says why none was left."""
+        if self.callbacks is None:
+            raise LookupError("queued callbacks are not set up on this gateway")
+        queue_id = self._center.resolve_queue(queue_ref) if queue_ref else self.queue_id
+        if queue_id is None:
+            raise LookupError(f"no queue {queue_ref!r} is configured" if queue_ref else
+                              "no working queue (set one with UpdateContactTargetQueue first)")
+        number = self.callback_number or self.customer_number
+        if not number:
+            raise LookupError("no number to call back: the caller's number is withheld and no callback number is set")
+        waited = self._waiting_since if self.in_queue else None
+        self.callback_id = self.callbacks.create(previous_contact_id=self.contact_id, number=number, queue_id=queue_id,
+                                                 initial_delay=initial_delay, retries=retries,
+                                                 retry_delay=retry_delay, waited_since=waited)
+        self._leave_queue("callback")
+        return self.callback_id
+
+    def transferred(self, new_contact_id: str, queue_id: str) -> None:
+        """The agent transferred the call (the Center has already moved it: Center.requeue). The agent's leg
+        ends here: its record gets agent_interaction_end_at, ended_at and disconnect_reason "transferred";
+        the call goes on as `new_contact_id`, a TRANSFER contact linked to it, waiting in `queue_id` with
+        its hold music and customer queue flow until the next agent's bridge()."""
+        now = self._clock.time()
+        old = self.contact_id
+        media = dict(self.counters, **self.line.counters)
+        if self.relay is not None:
+            self.relay.stop()
+            media.update(self.relay.summary())
+        self.relay, self.agent_id = None, None
+        self._store.upsert(old, agent_interaction_end_at=now, ended_at=now, disconnect_reason="transferred",
+                           media=json.dumps(media), attributes=json.dumps(self.attributes))
+        self.contact_id = new_contact_id
+        self.queue_id = queue_id
+        self.queue_name = self._center.queue_view(queue_id).get("name", queue_id)
+        self._store.upsert(new_contact_id, line_id=self.line.id, caller=self.customer_number,
+                           initiation_method="TRANSFER", initiated_at=now, previous_contact_id=old, queue_id=queue_id,
+                           enqueued_at=now, recording_path=str(self.recording_path) if self.recording_path else None,
+                           recording_mode=self.recording.mode, attributes=json.dumps(self.attributes))
+        self._holding = self.in_queue = True
+        self._waiting_since = now
+        if self._hold_music_for is not None:
+            self._hold_frames = self._hold_music_for(queue_id)
+        log.info("contact %s transferred: waits in queue %s as %s", old, queue_id, new_contact_id)
+        self._start_queue_flow()
 
     # --- event hooks ------------------------------------------------------------------------------------
     def set_event_hook(self, kind: str, flow_ref: str) -> None:

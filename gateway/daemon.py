@@ -15,6 +15,8 @@ import signal
 from pathlib import Path
 
 from gateway import __version__
+from gateway.agent_calls import AgentCalls
+from gateway.agent_leg import AgentLeg
 from gateway.api.audio_relay import AudioRelay
 from gateway.api.admin import AdminHandler
 from gateway.api.commands import CommandHandler
@@ -24,6 +26,7 @@ from gateway.center.audit import AuditLog
 from gateway.center.events import ContactConnected
 from gateway.center.records import ContactStore
 from gateway.center.router import Center
+from gateway.callbacks import Callbacks
 from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.config import Config
 from gateway.contact import ContactSession
@@ -64,6 +67,8 @@ class Daemon:
         self.audit = AuditLog(cfg.data_dir / "audit.log", clock=clock)   # every agent command and admin operation
         self.sessions: dict[str, ContactSession] = {}
         self.transfers: TransferLines | None = None     # lines calls are transferred out on, once started
+        self.agent_calls: AgentCalls | None = None      # agents' outbound calls and transfers, once started
+        self.callbacks: Callbacks | None = None         # queued callbacks
         self.lines: dict[str, Line] = {}
         self.flows: dict[str, object] = {}
         self.line_errors: dict[str, str] = {}
@@ -82,7 +87,9 @@ class Daemon:
         data = cfg.data_dir
         (data / "recordings").mkdir(parents=True, exist_ok=True)
         self.store = ContactStore(data / "contacts.db")
-        self._close_dangling_records()
+        self.callbacks = Callbacks(self.center, self.store, notify=self._tell_agent, spawn=self.supervisor.spawn,
+                                   clock=self.clock)
+        self._close_dangling_records(skip=self.callbacks.restore())   # a callback not yet made is kept
         self._finish_interrupted_downmixes()
         self.prompts = PromptCache(data / "prompts")
         self.flow_services = FlowServices(cfg.hours, cfg.queue_hours,   # what flows ask besides the call
@@ -104,6 +111,8 @@ class Daemon:
         self.publisher = StatePublisher(self.mqtt.publish, self.topics, self.center, clock=self.clock)
         self.commands = CommandHandler(lambda t, p: self.mqtt.publish(t, p, qos=1), self.topics, self.center,
                                        on_hangup=self._agent_hung_up, on_recording=self._agent_recording,
+                                       on_dial=lambda agent, cmd: self.agent_calls.dial(agent, cmd),
+                                       on_transfer=lambda agent, cid, cmd: self.agent_calls.transfer(agent, cid, cmd),
                                        audit=self.audit)
         self.center.subscribe(self._on_center_event)
         self.mqtt.subscribe(self.topics.all_agent_cmds, self.commands.handle, qos=1)
@@ -111,6 +120,13 @@ class Daemon:
                                      self.clock, lambda t, p: self.mqtt.publish(t, p, qos=1), self.topics,
                                      self.supervisor.spawn, flow_services=self.flow_services)
         self.transfers = TransferLines(self.lines, self.store, clock=self.clock)   # TransferParticipantToThirdParty
+        self.agent_calls = AgentCalls(
+            self.center, self.lines, self.transfers, self.store, numbers={lc.id: lc.number for lc in cfg.lines},
+            queue_lines={q.id: q.outbound_line for q in cfg.queues if q.outbound_line},
+            line_queues={lc.id: lc.outbound_queue for lc in cfg.lines if lc.outbound_queue}, relay=self._relay,
+            notify=self._tell_agent, spawn=self.supervisor.spawn, session_of=self._session,
+            hold_music=self._hold_music, clock=self.clock)
+        self.callbacks.calls = self.agent_calls
         self.admin = AdminHandler(lambda t, p: self.mqtt.publish(t, p, qos=1), self.topics, self.supervisor.spawn,
                                   self.services.operations(), audit=self.audit)
         self.mqtt.subscribe(self.topics.admin_cmd, self.admin.handle, qos=1)
@@ -128,6 +144,7 @@ class Daemon:
         self._publish_flows(cfg.lines)
         self.supervisor.spawn(self._watch_flows(), "flow-reload")
         self.supervisor.spawn(self.center.run(), "center")
+        self.supervisor.spawn(self.callbacks.run(), "callbacks")
         if cfg.recording_keep_days or cfg.recording_max_mb:
             self.supervisor.spawn(self._prune_recordings(), "recording-retention")
         self.supervisor.spawn(self.publisher.refresh_queues(), "queue-refresh")
@@ -271,12 +288,12 @@ class Daemon:
         self.publisher.flow_status(None, {"dirs": [str(d) for d in self.library.dirs],
                                           "files": [e.status() for e in self.library.files.values()]})
 
-    def _close_dangling_records(self) -> None:
+    def _close_dangling_records(self, skip: set[str] = frozenset()) -> None:
         """Contacts that were live when the daemon died: repair their recordings, finish a voicemail being
         recorded (the only files a crash can leave unfinished) and mark them ended; finished contacts and
-        recordings are not touched."""
+        recordings are not touched, nor the callbacks in `skip` (taken up again)."""
         for rec in self.store.list(limit=1000):
-            if rec.get("ended_at") is None:
+            if rec.get("ended_at") is None and rec["contact_id"] not in skip:
                 rec_path = rec.get("recording_path")
                 seconds = None
                 if rec_path and Path(rec_path).exists():
@@ -339,6 +356,9 @@ class Daemon:
 
     def call_progress(self, line: Line, call: Call, stage: str) -> None:
         log.info("line %s: call %s to %s: %s", line.id, call.call_id, call.caller, stage)
+        leg = self.transfers.leg(line.id) if self.transfers is not None else None
+        if isinstance(leg, AgentLeg):
+            leg.progress(stage)
 
     def incoming_call(self, line: Line, call: Call) -> None:
         lc = next(lc for lc in self.cfg.lines if lc.id == line.id)
@@ -349,6 +369,7 @@ class Daemon:
                                  voicemail_dir=self.cfg.data_dir / "voicemail", hold_music=self._hold_music,
                                  services=self.flow_services, library=self.library.current)
         session.transfers = self.transfers
+        session.callbacks = self.callbacks
         self.sessions[call.call_id] = session
         log.info("line %s: incoming call %s from %s", line.id, call.call_id, call.caller or "unknown")
         task = self.supervisor.spawn(session.run(), f"contact-{call.call_id}")
@@ -414,23 +435,37 @@ class Daemon:
     # --- Center and agents ------------------------------------------------------------------------------
     def _on_center_event(self, event: object) -> None:
         if isinstance(event, ContactConnected):
-            session = self.sessions.get(event.contact_id)
-            if session is None:
-                return
-            relay = AudioRelay(self.mqtt, self.topics, event.contact_id, event.agent_id,
-                               frame_ms=self.cfg.mqtt.audio_frame_ms)
-            session.bridge(relay, event.agent_id)
+            session = self._session(event.contact_id)
+            if session is not None:
+                session.bridge(self._relay(event.contact_id, event.agent_id), event.agent_id)
+            elif not self.agent_calls.connected(event.contact_id, event.agent_id):
+                self.callbacks.connected(event.contact_id, event.agent_id)   # an accepted callback: dial it
+
+    def _session(self, contact_id: str) -> ContactSession | None:
+        """The call whose contact this is now (after an agent's transfer it has another id than its call)."""
+        session = self.sessions.get(contact_id)
+        if session is not None and session.contact_id == contact_id:
+            return session
+        return next((s for s in self.sessions.values() if s.contact_id == contact_id), None)
+
+    def _relay(self, contact_id: str, agent_id: str) -> AudioRelay:
+        return AudioRelay(self.mqtt, self.topics, contact_id, agent_id, frame_ms=self.cfg.mqtt.audio_frame_ms)
+
+    def _tell_agent(self, agent_id: str, message: dict) -> None:
+        """Progress of a call the agent placed or a callback it took (…/agent/<id>/call)."""
+        self.mqtt.publish(self.topics.agent_call(agent_id), encode(message), qos=1)
 
     def _agent_recording(self, contact_id: str, pause: bool) -> str | None:
         """An agent's pause_recording / resume_recording: the recording's state, None if the call is gone."""
-        session = self.sessions.get(contact_id)
+        session = self._session(contact_id)
         if session is None:
             return None
         return session.pause_recording() if pause else session.resume_recording()
 
     def _agent_hung_up(self, agent_id: str, contact_id: str) -> None:
-        session = self.sessions.get(contact_id)
+        session = self._session(contact_id)
         if session is None:
-            self.center.contact_ended(contact_id, "agent_hung_up")
+            if not self.agent_calls.hangup(contact_id, "agent_hung_up"):
+                self.center.contact_ended(contact_id, "agent_hung_up")
             return
         self.supervisor.spawn(session.line.hangup("agent_hung_up"), f"hangup-{contact_id}")

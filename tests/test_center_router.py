@@ -392,6 +392,9 @@ def test_views_match_the_documented_payloads():
         "queue": "support",
         "line": "gsm1",
         "expires_in": 15.0,
+        "initiation_method": "INBOUND",
+        "callback_number": None,
+        "previous_contact_id": None,
     }
     queue = rig.center.queue_view("support")
     assert set(queue) == set(doc["queue"])

@@ -180,12 +180,16 @@ def test_customer_queue_announces_and_stores_the_callback_number(capsys):
     assert path(run) == [("metrics", "next"), ("position", "next"),
                          ("wait-time", "condition:NumberGreaterThan 60000"), ("wait-minutes", "next"),
                          ("offer", "condition:1"), ("ask-number", "next"), ("set-callback", "next"),
-                         ("note-callback", "next"), ("confirm", "next"), ("goodbye", "disconnected")]
+                         ("note-callback", "next"), ("leave-callback", "next"), ("confirm", "next"),
+                         ("goodbye", "disconnected")]
     spoken = said(run)
     assert spoken[0] == "says (en-us): You are waiting for Support. 3 callers are waiting, including you."
     assert spoken[1] == "says (en-us): The wait is a few minutes."
     assert step(run, "ask-number")["detail"] == "stored '+49301234567' from '0301234567' (ended by #)"
     assert step(run, "set-callback")["detail"] == "+49301234567"
+    [left] = [e["text"] for e in step(run, "leave-callback")["events"] if e["kind"] == "queue"]
+    assert left == ("a callback to +49301234567 will wait in queue Support once the call has ended and 30 s have "
+                    "passed (3 attempt(s), 300 s apart)")
     assert run["attributes"] == {"queue": "support", "callback_number": "+49301234567", "callback_requested": "true"}
     assert spoken[-1].endswith("We will call you back at + 4 9 3 0 1 2 3 4 5 6 7. Goodbye.")
 
@@ -360,5 +364,5 @@ def test_flow_docs_list_every_supported_type_and_only_unsupported_ones_as_not_su
     refused_part = text[text.index("## Not supported, and why"):text.index("## Validation")]
     first_cells = [line.split("|")[1] for line in refused_part.splitlines() if line.startswith("| ")]
     named = {t for cell in first_cells for t in re.findall(r"`([A-Za-z]+)`", cell)}
-    assert {"ConnectParticipantWithLexBot", "CreateCallbackContact", "UpdateContactMediaStreamingBehavior"} <= named
+    assert {"ConnectParticipantWithLexBot", "UpdateContactMediaStreamingBehavior"} <= named
     assert not named & SUPPORTED_TYPES, "a type the docs call unsupported is supported now: move its row"

@@ -58,6 +58,9 @@ class Topics:
     def agent_reply(self, agent_id: str) -> str:
         return f"{self.base}/agent/{agent_id}/reply"
 
+    def agent_call(self, agent_id: str) -> str:
+        return f"{self.base}/agent/{agent_id}/call"
+
     def call_audio_out(self, call_id: str) -> str:
         return f"{self.base}/call/{call_id}/audio/out"
 

@@ -16,6 +16,7 @@ class QueueConfig:
     offer_timeout: float = 20.0  # seconds an agent has to accept an offer
     recording: str | None = None  # "stereo" | "mono" | "off" for calls queued here; None: the gateway's
     hold_music: Path | None = None  # WAV looped to callers waiting here; None: the gateway's
+    outbound_line: str | None = None  # line whose SIM places this queue's outbound calls (its number is the caller ID)
 
     def __post_init__(self) -> None:
         where = f"queue {self.id!r}"
@@ -41,6 +42,9 @@ class WaitingContact:
     enqueued_wall: float
     priority: int = 5             # lower is served first (Connect's default for new contacts is 5)
     age_adjustment: float = 0.0   # seconds added to the time waited when routing (negative: later)
+    initiation_method: str = "INBOUND"  # "TRANSFER" (an agent's transfer), "CALLBACK" (a queued callback)
+    callback_number: str | None = None  # a CALLBACK contact: the number the gateway dials once an agent accepts
+    previous_contact_id: str | None = None  # the contact this one continues (a transfer's or callback's origin)
 
     @property
     def routing_key(self) -> tuple[int, float]:

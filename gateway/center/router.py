@@ -402,6 +402,73 @@ class Center:
             self._dispatch()
         return True
 
+    # ---- an agent's own calls and transfers (gateway/agent_calls.py) --------------------------------
+
+    def start_outbound(self, agent_id: str, contact: WaitingContact) -> None:
+        """The agent places a call (`contact` names it, its queue the outbound queue): OnCall at once, so
+        no offer reaches it while the number rings; the call's end (contact_ended) starts the queue's
+        after-call work. From any state but OnCall (Offline and breaks too, as in Amazon Connect), and
+        not with an offer pending; after-call work in progress ends."""
+        with self._batch():
+            agent = self._logged_in(agent_id)
+            self._refuse_on_call(agent, "place a call")
+            if agent.offer is not None:
+                raise CenterError("bad_state", f"agent {agent_id} has contact {agent.offer.contact_id} on offer: "
+                                               "accept or reject it before placing a call")
+            queue_id = self.resolve_queue(contact.queue_id)
+            if queue_id is None:
+                raise CenterError("unknown_queue", f"no queue {contact.queue_id!r} is configured")
+            if contact.contact_id in self._contacts:
+                raise ValueError(f"contact {contact.contact_id} is already queued or connected")
+            self._handled(agent)
+            self._contacts[contact.contact_id] = _Contact(replace(contact, queue_id=queue_id), agent_id=agent_id,
+                                                          connected=True)
+            agent.contact_id, agent.acw_until = contact.contact_id, None
+            self._handle_started[agent_id] = self._clock.monotonic()
+            self._set_state(agent, AgentState.ON_CALL)
+            _LOGGER.info("agent %s placing call %s (queue %s)", agent_id, contact.contact_id, queue_id)
+
+    def requeue(self, contact_id: str, contact: WaitingContact, *, to_agent: str | None = None) -> None:
+        """An agent's transfer of its connected contact: the agent's leg ends (after-call work, as when the
+        call ends) and the call waits again as `contact` (a new id) in its queue. With `to_agent` it is
+        offered to that agent alone first; a reject or an offer that expires leaves it waiting in the
+        queue for any agent who serves it. Refused, changing nothing: unknown_queue, queue_full,
+        unknown_agent, agent_offline, agent_busy (not Available, or an offer pending), bad_state (to the
+        agent on the call)."""
+        entry = self._contacts.get(contact_id)
+        if entry is None or not entry.connected:
+            raise CenterError("not_on_call", f"contact {contact_id} is not connected to an agent")
+        queue_id = self.resolve_queue(contact.queue_id)
+        if queue_id is None:
+            raise CenterError("unknown_queue", f"no queue {contact.queue_id!r} is configured "
+                                               f"(queues: {', '.join(self._queues)})")
+        queue = self._queues[queue_id]
+        if queue.full:
+            raise CenterError("queue_full", f"queue {queue_id} is full ({queue.config.max_contacts} contacts waiting)")
+        target = None
+        if to_agent is not None:
+            target = self._agent(to_agent)
+            if to_agent == entry.agent_id:
+                raise CenterError("bad_state", f"contact {contact_id} is already agent {to_agent}'s call")
+            if not target.logged_in or target.state is AgentState.OFFLINE:
+                raise CenterError("agent_offline", f"agent {to_agent} is offline")
+            if not target.routable:
+                doing = f"has contact {target.offer.contact_id} on offer" if target.offer is not None \
+                    else f"is {target.break_state or target.state.value}"
+                raise CenterError("agent_busy", f"agent {to_agent} cannot take a call now: it {doing}")
+        if contact.contact_id in self._contacts:
+            raise ValueError(f"contact {contact.contact_id} is already queued or connected")
+        with self._batch():
+            new = _Contact(replace(contact, queue_id=queue_id))
+            self._contacts[contact.contact_id] = new
+            queue.append(contact.contact_id)
+            self._emit(QueueChanged(queue_id))
+            if target is not None:
+                self._offer(target, new)
+            _LOGGER.info("contact %s transferred as %s to %s", contact_id, contact.contact_id,
+                         f"agent {to_agent}" if to_agent else f"queue {queue_id}")
+            self.contact_ended(contact_id, "transferred")
+
     def tick(self) -> None:
         """Expire unanswered offers, end after-call work that ran out, then route."""
         with self._batch():
@@ -600,6 +667,9 @@ class Center:
             "queue": offer.queue_id,
             "line": c.line_id,
             "expires_in": _seconds(offer.expires_mono - self._clock.monotonic()),
+            "initiation_method": c.initiation_method,
+            "callback_number": c.callback_number,
+            "previous_contact_id": c.previous_contact_id,
         }
 
     # ---- state changes ------------------------------------------------------------------------

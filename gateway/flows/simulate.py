@@ -231,6 +231,30 @@ class SimulatedCaller:
     async def disconnect(self) -> None:
         self.log.append(Event("hangup", "flow hangs up", self.clock.time()))
 
+    def create_callback(self, *, queue_ref: str | None, initial_delay: float, retries: int,
+                        retry_delay: float) -> str:
+        """CreateCallbackContact: a callback is left (nothing is dialled in a rehearsal)."""
+        queue = self.queue_name
+        if queue_ref:
+            found = self.resolve_queue(queue_ref) if self.resolve_queue is not None else (queue_ref, queue_ref)
+            if found is None or (self.known_queues is not None and self.resolve_queue is None
+                                 and queue_ref not in self.known_queues):
+                raise LookupError(f"no queue {queue_ref!r} is configured")
+            queue = found[1]
+        if queue is None:
+            raise LookupError("no working queue (set one with UpdateContactTargetQueue first)")
+        number = self.callback_number or self.customer_number
+        if not number:
+            raise LookupError("no number to call back: the caller's number is withheld and no callback number is set")
+        if self.in_queue:
+            self.in_queue = False
+            self.log.append(Event("queue", f"caller leaves queue {self.queue_name}: a callback keeps the place",
+                                  self.clock.time()))
+        self.log.append(Event("queue", f"a callback to {number} will wait in queue {queue} once the call has ended "
+                                       f"and {initial_delay:g} s have passed ({retries + 1} attempt(s), "
+                                       f"{retry_delay:g} s apart)", self.clock.time()))
+        return "simulated-callback"
+
     async def record_voicemail(self, *, max_seconds: float, silence_seconds: float, stop_keys: str = "#") -> VoicemailResult:
         self._interaction("the message")
         if self.in_queue:

@@ -3,11 +3,11 @@ its handler and its error branches to one of these modules (or a new one listed 
 
 from __future__ import annotations
 
-from gateway.flows.blocks import (connect_more, contact_data, control, ending, external, prompts, queue_flow,
-                                  queues, routing_checks, third_party, voice, voicemail)
+from gateway.flows.blocks import (callback, connect_more, contact_data, control, ending, external, prompts,
+                                  queue_flow, queues, routing_checks, third_party, voice, voicemail)
 
 MODULES = (prompts, queues, contact_data, ending, voicemail, voice, control, routing_checks, external, third_party,
-           queue_flow, connect_more)
+           queue_flow, callback, connect_more)
 
 # Error branches each supported type can take; any other ErrorType on it is never used.
 ERROR_TYPES: dict[str, set[str]] = {t: e for m in MODULES for t, e in m.ERRORS.items()}
