@@ -141,6 +141,39 @@ def stop_daemon(proc: subprocess.Popen) -> int:
     return proc.returncode
 
 
+def launch(tmp_path: Path, flow: Path, *, profile: str = "simcom_sim7600", extra: str = "",
+           ring_interval: float = 2.0) -> Stack:
+    """One emulated SIM7600 on ptys and a daemon (embedded broker) answering it with `flow`."""
+    emulator = Sim7600Emulator(ring_interval=ring_interval)
+    emulator.start()
+    data_dir, config, log_path = tmp_path / "data", tmp_path / "callgate.toml", tmp_path / "daemon.log"
+    write_config(config, gateway_id=f"gw{free_port()}", data_dir=data_dir, broker=None, web_port=free_port(),
+                 lines=[{"id": "gsm1", "profile": profile, "at_port": emulator.at_port,
+                         "audio_port": emulator.audio_port, "flow": str(flow), "number": "+15550000000"}],
+                 extra=extra)
+    proc = start_daemon(config, data_dir, log_path)
+    try:
+        state = wait_ready(data_dir, proc, log_path)
+    except Exception:
+        emulator.stop()
+        stop_daemon(proc)
+        raise
+    return Stack(emulator=emulator, gateway_id=state["gateway_id"], data_dir=data_dir, config=config, proc=proc,
+                 mqtt_host=state["mqtt_host"], mqtt_port=state["mqtt_port"], ws_url=state["ws_url"],
+                 dashboard_url=state["dashboard"], log_path=log_path)
+
+
+def wait_until(predicate, timeout: float, what: str, stack: Stack, poll: float = 0.01):
+    """predicate()'s first true value within `timeout` s; else fail with the daemon's log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out waiting for {what}; daemon log:\n{stack.log()[-3000:]}")
+
+
 class AgentClient:
     """An agent as an MQTT client: collects every message under the gateway's topics."""
 

@@ -21,8 +21,7 @@ import pytest
 
 from gateway.media.wavfile import read_wav
 from hil.gsm.mixer import dtmf_tone
-from hil.sim7600 import Sim7600Emulator
-from tests.stack import REPO, Stack, free_port, start_daemon, stop_daemon, wait_ready, write_config
+from tests.stack import REPO, Stack, launch, stop_daemon, wait_until
 
 CALLER = "+15551230007"
 MAX_BARGE_IN_DELAY = 0.300  # seconds from the key press to the end of the prompt audio
@@ -97,32 +96,8 @@ def _start(tmp_path: Path, inband: bool):
         (tmp_path / "sim7600_inband.toml").write_text(
             '[profile]\nextends = "simcom_sim7600"\nid = "sim7600_inband"\n\n[dtmf]\ninband = "on"\nevents = []\n')
         profile = str(tmp_path / "sim7600_inband.toml")
-    emulator = Sim7600Emulator(ring_interval=2.0)
-    emulator.start()
-    data_dir, config, log_path = tmp_path / "data", tmp_path / "callgate.toml", tmp_path / "daemon.log"
-    write_config(config, gateway_id=f"gw{free_port()}", data_dir=data_dir, broker=None, web_port=free_port(),
-                 lines=[{"id": "gsm1", "profile": profile, "at_port": emulator.at_port,
-                         "audio_port": emulator.audio_port, "flow": str(flow), "number": "+15550000000"}])
-    proc = start_daemon(config, data_dir, log_path)
-    try:
-        state = wait_ready(data_dir, proc, log_path)
-    except Exception:
-        emulator.stop()
-        stop_daemon(proc)
-        raise
-    return Stack(emulator=emulator, gateway_id=state["gateway_id"], data_dir=data_dir, config=config, proc=proc,
-                 mqtt_host=state["mqtt_host"], mqtt_port=state["mqtt_port"], ws_url=state["ws_url"],
-                 dashboard_url=state["dashboard"], log_path=log_path)
+    return launch(tmp_path, flow, profile=profile)
 
-
-def _wait(predicate, timeout: float, what: str, stack: Stack):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}; daemon log:\n{stack.log()[-3000:]}")
 
 
 def _contact_record(stack: Stack) -> dict:
@@ -130,7 +105,7 @@ def _contact_record(stack: Stack) -> dict:
         out = stack.cli("contacts", "--json")
         rows = json.loads(out.stdout) if out.returncode == 0 else []
         return next((r for r in rows if r["caller"] == CALLER and r.get("ended_at")), None)
-    return _wait(finished, 15, "the finished contact record", stack)
+    return wait_until(finished, 15, "the finished contact record", stack)
 
 
 @pytest.mark.parametrize("source", ["modem", "inband"])
@@ -141,7 +116,7 @@ def test_key_pressed_mid_prompt_stops_it_and_takes_the_branch(tmp_path, source):
         with CapturePoller(emu) as poller:
             emu.ring(CALLER)
             assert emu.wait_for_state("active", 10), f"call not answered; log:\n{stack.log()[-3000:]}"
-            _wait(lambda: np.abs(emu.capture()).max(initial=0) > 2000, 10, "the prompt to start", stack)
+            wait_until(lambda: np.abs(emu.capture()).max(initial=0) > 2000, 10, "the prompt to start", stack)
             time.sleep(2.5)
             pressed = time.monotonic()
             if source == "modem":

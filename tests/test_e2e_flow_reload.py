@@ -11,14 +11,12 @@ runs in the version the call started with.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
-from hil.sim7600 import Sim7600Emulator
-from tests.stack import AgentClient, Stack, free_port, start_daemon, stop_daemon, wait_ready, write_config
+from tests.stack import AgentClient, Stack, free_port, launch, stop_daemon, wait_until, write_config
 
 WELCOME = "Welcome to the flow reload test line, version {n}. One moment please."
 WELCOME_SECONDS = 5.0  # at most, as espeak-ng says it
@@ -72,22 +70,13 @@ def _write(path: Path, document: dict | str) -> float:
     return path.stat().st_mtime
 
 
-def _wait(predicate, timeout: float, what: str, stack: Stack):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}; daemon log:\n{stack.log()[-3000:]}")
-
 
 def _record(stack: Stack, caller: str) -> dict:
     def finished():
         out = stack.cli("contacts", "--json")
         rows = json.loads(out.stdout) if out.returncode == 0 else []
         return next((r for r in rows if r["caller"] == caller and r.get("ended_at")), None)
-    return _wait(finished, 20, f"the finished contact record of {caller}", stack)
+    return wait_until(finished, 20, f"the finished contact record of {caller}", stack, poll=0.02)
 
 
 def _answered_and_speaking(stack: Stack, caller: str) -> None:
@@ -95,27 +84,11 @@ def _answered_and_speaking(stack: Stack, caller: str) -> None:
     emu.clear_capture()
     emu.ring(caller)
     assert emu.wait_for_state("active", 10), f"call not answered; log:\n{stack.log()[-3000:]}"
-    _wait(lambda: np.abs(emu.capture()).max(initial=0) > 2000, 10, "the welcome prompt", stack)
+    wait_until(lambda: np.abs(emu.capture()).max(initial=0) > 2000, 10, "the welcome prompt", stack, poll=0.02)
 
 
 def _start(tmp_path: Path, flows: Path, extra: str = "") -> Stack:
-    emulator = Sim7600Emulator(ring_interval=2.0)
-    emulator.start()
-    data_dir, config, log_path = tmp_path / "data", tmp_path / "callgate.toml", tmp_path / "daemon.log"
-    write_config(config, gateway_id=f"gw{free_port()}", data_dir=data_dir, broker=None, web_port=free_port(),
-                 lines=[{"id": "gsm1", "profile": "simcom_sim7600", "at_port": emulator.at_port,
-                         "audio_port": emulator.audio_port, "flow": str(flows / "main.json"), "number": "+15550000000"}],
-                 extra=extra)
-    proc = start_daemon(config, data_dir, log_path)
-    try:
-        state = wait_ready(data_dir, proc, log_path)
-    except Exception:
-        emulator.stop()
-        stop_daemon(proc)
-        raise
-    return Stack(emulator=emulator, gateway_id=state["gateway_id"], data_dir=data_dir, config=config, proc=proc,
-                 mqtt_host=state["mqtt_host"], mqtt_port=state["mqtt_port"], ws_url=state["ws_url"],
-                 dashboard_url=state["dashboard"], log_path=log_path)
+    return launch(tmp_path, flows / "main.json", extra=extra)
 
 
 def test_flows_reload_for_new_calls_and_a_broken_file_is_rejected(tmp_path):

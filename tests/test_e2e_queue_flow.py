@@ -17,8 +17,7 @@ import numpy as np
 from gateway.api import audio_frames
 from gateway.media.g711 import ulaw_encode
 from gateway.media.tones import dominant_frequency, rms_dbfs, sine
-from hil.sim7600 import Sim7600Emulator
-from tests.stack import AgentClient, Stack, free_port, start_daemon, stop_daemon, wait_ready, write_config
+from tests.stack import AgentClient, Stack, launch, stop_daemon
 
 CALLER = "+15551230042"
 CHIME_HZ = (523.25, 659.25, 783.99)  # the notes of the generated hold music
@@ -66,33 +65,8 @@ def _start(tmp_path: Path) -> Stack:
     flows.mkdir()
     (flows / "main.json").write_text(json.dumps(MAIN))
     (flows / "waiting.json").write_text(json.dumps(WAITING))
-    emulator = Sim7600Emulator(ring_interval=2.0)
-    emulator.start()
-    data_dir, config, log_path = tmp_path / "data", tmp_path / "callgate.toml", tmp_path / "daemon.log"
-    write_config(config, gateway_id=f"gw{free_port()}", data_dir=data_dir, broker=None, web_port=free_port(),
-                 lines=[{"id": "gsm1", "profile": "simcom_sim7600", "at_port": emulator.at_port,
-                         "audio_port": emulator.audio_port, "flow": str(flows / "main.json"),
-                         "number": "+15550000000"}])
-    proc = start_daemon(config, data_dir, log_path)
-    try:
-        state = wait_ready(data_dir, proc, log_path)
-    except Exception:
-        emulator.stop()
-        stop_daemon(proc)
-        raise
-    return Stack(emulator=emulator, gateway_id=state["gateway_id"], data_dir=data_dir, config=config, proc=proc,
-                 mqtt_host=state["mqtt_host"], mqtt_port=state["mqtt_port"], ws_url=state["ws_url"],
-                 dashboard_url=state["dashboard"], log_path=log_path)
+    return launch(tmp_path, flows / "main.json")
 
-
-def _wait(predicate, timeout: float, what: str, stack: Stack):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}; daemon log:\n{stack.log()[-3000:]}")
 
 
 def _send_tone(agent: AgentClient, call_id: str, freq: float, seconds: float) -> None:
