@@ -52,6 +52,7 @@ class AgentLeg:
         self.stop_reason: str | None = None
         self._changed = asyncio.Event()
         self.details: dict = {}                # more fields for every progress message (a callback's attempt)
+        self._told: str | None = None          # the last stage told, so a stage the line repeats is told once
 
     # --- the line's side: the daemon routes its audio and call end here --------------------------------------
     def next_frame(self) -> bytes:
@@ -72,7 +73,7 @@ class AgentLeg:
 
     def progress(self, stage: str) -> None:
         """The line's dial progress ("dialing", "ringing"); answered and the end are reported by run()."""
-        if self.state == "dialing" and stage in ("dialing", "ringing"):
+        if self.state == "dialing" and stage in ("dialing", "ringing") and stage != self._told:
             self.tell(stage)
 
     # --- the agent's side -----------------------------------------------------------------------------------
@@ -80,6 +81,7 @@ class AgentLeg:
         """A progress message to the agent on the call (docs/mqtt-api.md, "Calls an agent places")."""
         if self.agent_id is None:
             return
+        self._told = stage
         message = {"contact_id": self.contact_id, "kind": self.kind, "number": self.number, "line": self.line.id,
                    "stage": stage, "at": self._clock.time(), **self.details, **extra}
         try:
