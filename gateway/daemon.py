@@ -23,7 +23,7 @@ from gateway.api.commands import CommandHandler
 from gateway.api.publisher import StatePublisher, encode
 from gateway.api.topics import Topics
 from gateway.center.audit import AuditLog
-from gateway.center.events import ContactConnected
+from gateway.center.events import AfterContactWorkEnded, ContactConnected
 from gateway.center.records import ContactStore
 from gateway.center.router import Center
 from gateway.callbacks import Callbacks
@@ -434,7 +434,9 @@ class Daemon:
 
     # --- Center and agents ------------------------------------------------------------------------------
     def _on_center_event(self, event: object) -> None:
-        if isinstance(event, ContactConnected):
+        if isinstance(event, AfterContactWorkEnded):
+            self.store.upsert(event.contact_id, after_contact_work_end_at=self.clock.time())
+        elif isinstance(event, ContactConnected):
             session = self._session(event.contact_id)
             if session is not None:
                 session.bridge(self._relay(event.contact_id, event.agent_id), event.agent_id)

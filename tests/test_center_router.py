@@ -11,6 +11,7 @@ import pytest
 
 from gateway.center.agents import AgentConfig, AgentState
 from gateway.center.events import (
+    AfterContactWorkEnded,
     AgentChanged,
     ContactConnected,
     ContactOffered,
@@ -260,6 +261,26 @@ def test_offline_during_after_call_work_stays_offline():
     rig.center.tick()
     assert rig.state("alice") == "Offline"
     assert rig.center.agent_view("alice")["contact_id"] is None
+
+
+def test_the_end_of_after_call_work_is_announced_once_per_contact():
+    rig = Rig()
+    rig.ready("alice", "bob")
+    c1, c2 = rig.call(), rig.call()
+    rig.center.accept("alice", c1)
+    rig.center.accept("bob", c2)
+    rig.center.contact_ended(c1, "CUSTOMER_DISCONNECT")
+    rig.center.contact_ended(c2, "CUSTOMER_DISCONNECT")
+    rig.take_events()
+    rig.clock.advance(5)
+    rig.center.tick()
+    rig.center.set_available("bob")            # ends ACW early
+    assert [e for e in rig.take_events() if isinstance(e, AfterContactWorkEnded)] == [AfterContactWorkEnded(c2, "bob")]
+    rig.clock.advance(6)
+    rig.center.tick()                          # alice's 10 s timer
+    rig.center.set_offline("bob")
+    rig.center.set_available("bob")            # no contact: nothing to announce
+    assert [e for e in rig.take_events() if isinstance(e, AfterContactWorkEnded)] == [AfterContactWorkEnded(c1, "alice")]
 
 
 def test_caller_hangs_up_while_waiting():

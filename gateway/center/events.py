@@ -36,3 +36,10 @@ class OfferWithdrawn:
 class ContactConnected:
     contact_id: str
     agent_id: str
+
+
+@dataclass(frozen=True)
+class AfterContactWorkEnded:
+    """The agent finished after-contact work on this contact (timer, Available, Offline or a break)."""
+    contact_id: str
+    agent_id: str

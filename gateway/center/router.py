@@ -48,7 +48,7 @@ from dataclasses import dataclass, field, replace
 from gateway.clock import SYSTEM_CLOCK, Clock
 
 from .agents import Agent, AgentConfig, AgentState, Offer, break_states_problem
-from .events import AgentChanged, ContactConnected, ContactOffered, OfferWithdrawn, QueueChanged
+from .events import AfterContactWorkEnded, AgentChanged, ContactConnected, ContactOffered, OfferWithdrawn, QueueChanged
 from .passwords import verify_password
 from .queues import Queue, QueueConfig, WaitingContact, resolve_queue_ref
 from .routing_profiles import RoutingProfile, RoutingQueue, default_routing_profile
@@ -688,6 +688,8 @@ class Center:
 
     def _handled(self, agent: Agent) -> None:
         """The agent is done with its contact (Available again, or Offline from after-call work)."""
+        if agent.contact_id is not None and agent.state is AgentState.AFTER_CALL_WORK:
+            self._emit(AfterContactWorkEnded(agent.contact_id, agent.id))
         started = self._handle_started.pop(agent.id, None)
         if started is not None:
             self._handle_times.append(self._clock.monotonic() - started)

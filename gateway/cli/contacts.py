@@ -27,9 +27,9 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 # CSV: every store column, then the derived ones; times as local ISO 8601 with the offset, JSON-valued
 # columns (flow_path, attributes, media, recording_pauses) as compact JSON text in one cell.
-_TIME_COLUMNS = ("initiated_at", "enqueued_at", "connected_to_agent_at", "ended_at", "after_contact_work_end_at",
-                 "recording_removed_at")
-_JSON_COLUMNS = ("flow_path", "attributes", "media", "recording_pauses")
+_TIME_COLUMNS = ("initiated_at", "enqueued_at", "connected_to_agent_at", "agent_interaction_end_at", "ended_at",
+                 "after_contact_work_end_at", "recording_removed_at")
+_JSON_COLUMNS = ("flow_path", "attributes", "media", "recording_pauses", "tags")
 
 
 def parse_time(text: str, now: float | None = None) -> float:
