@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from gateway.at.errors import AtError
 from gateway.clock import SYSTEM_CLOCK, Clock
+from gateway.line_dial import dial_until, ringing_call
 from gateway.media.frames import SILENCE_FRAME
 
 if TYPE_CHECKING:
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DIAL_GRACE = 15.0            # seconds a dial may run past its ringing time (ATD, releasing the call)
 CHECK_INTERVAL = 1.0         # seconds between two looks at a call besides the line's events
 MAX_CALL_SECONDS = 4 * 3600.0
 ANSWERED = "answered"
@@ -124,29 +123,12 @@ class AgentLeg:
         self.state = "dialing"
         self.line.set_audio_source(self.next_frame)
         self.tell("dialing")
-        dial = asyncio.ensure_future(self.line.dial(self.number, timeout=ring_seconds))
-        stop = asyncio.ensure_future(self._stop.wait())
-        sleeper = asyncio.ensure_future(self._clock.sleep(ring_seconds + DIAL_GRACE))
-        try:
-            await asyncio.wait((dial, stop, sleeper), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.cancel()
-            sleeper.cancel()
-            if not dial.done():          # hung up by the agent, an overrun, or cancelled
-                if (ringing := self._current_call()) is not None:
-                    self.call = ringing
-                    await self.line.hangup(self.stop_reason or "timeout")
-                await asyncio.wait((dial,), timeout=DIAL_GRACE)
-                if not dial.done():
-                    dial.cancel()
-        if not dial.done() or dial.cancelled():
-            return "cancelled" if self._stop.is_set() else "failed: the dial did not end"
-        try:
-            call = dial.result()
-        except (RuntimeError, ValueError, AtError) as exc:
-            log.warning("line %s: call to %s not placed: %s", self.line.id, self.number, exc)
-            return f"failed: {exc}"
-        self.call = call
+        dialled = await dial_until(self.line, self.number, ring_seconds, self._stop, self._clock,
+                                   lambda: self.stop_reason or "hung_up")
+        self.call = dialled.call
+        if dialled.failure is not None:
+            return "cancelled" if dialled.stopped else f"failed: {dialled.failure}"
+        call = dialled.call
         if call.answered_at is not None and not call.ended:
             if self._stop.is_set():
                 await self.line.hangup(self.stop_reason or "hung_up")
@@ -184,16 +166,11 @@ class AgentLeg:
         """The call is over for the gateway: hung up if it is not, the agent's audio stopped, the line's
         audio source released."""
         self.state = "ended"
-        call = self.call or self._current_call()
+        call = self.call or ringing_call(self.line)
         if call is not None and not call.ended:
             await self.line.hangup(self.stop_reason or "hung_up")
         self._drop_relay()
         self.line.set_audio_source(None)
-
-    def _current_call(self) -> "Call | None":
-        """Our call while the dial has not returned it yet (the line is reserved for this leg)."""
-        call = self.line.call
-        return call if call is not None and call.direction == "outbound" and not call.ended else None
 
     def media(self) -> dict:
         return {**self.line.counters, **self.relay_summary}

@@ -20,6 +20,7 @@ import numpy as np
 
 from gateway.at.errors import AtError
 from gateway.clock import SYSTEM_CLOCK, Clock
+from gateway.line_dial import dial_until, ringing_call
 from gateway.flows.blocks.third_party import (BUSY, CONNECTED_CALLER_LEFT, CONNECTED_FAR_END_LEFT, FAILED,
                                               MAX_BRIDGE_SECONDS, NO_ANSWER, dtmf_steps)
 from gateway.media.frames import SAMPLE_RATE, SILENCE_FRAME, pcm_to_frames
@@ -36,7 +37,6 @@ log = logging.getLogger(__name__)
 CALLER_GONE = "caller_gone"       # run()'s outcome when the caller hung up before the third party answered
 RINGBACK_HZ = 425.0               # the European ringing tone: 1 s on, 4 s off
 RINGBACK_CADENCE = (1.0, 4.0)
-DIAL_GRACE = 15.0                 # seconds a dial may run past its ringing time (ATD, releasing the call)
 CHECK_INTERVAL = 1.0              # seconds between two looks at a bridged call besides the line's events
 UNREGISTERED = frozenset({"searching", "denied", "unregistered"})
 
@@ -154,45 +154,22 @@ class ThirdPartyLeg:
             return outcome
         finally:
             self.state = "ended"
-            call = self.call or self._current_call()
+            call = self.call or ringing_call(self.line)
             if call is not None and not call.ended:
                 await self.line.hangup("caller_hung_up" if caller_gone.is_set() else "transfer_ended")
             self.line.set_audio_source(None)
             self.call = call
             self._record(outcome)
 
-    def _current_call(self) -> "Call | None":
-        """Our call while the dial has not returned it yet (the line is reserved for this leg)."""
-        call = self.line.call
-        return call if call is not None and call.direction == "outbound" and not call.ended else None
-
     async def _dial(self, timeout: float, caller_gone: asyncio.Event) -> str:
         self.state = "dialing"
-        dial = asyncio.ensure_future(self.line.dial(self.number, timeout=timeout))
-        gone = asyncio.ensure_future(caller_gone.wait())
-        sleeper = asyncio.ensure_future(self._clock.sleep(timeout + DIAL_GRACE))
-        try:
-            await asyncio.wait((dial, gone, sleeper), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            gone.cancel()
-            sleeper.cancel()
-            if not dial.done():      # the caller hung up, the dial overran, or the action was cancelled
-                if (ringing := self._current_call()) is not None:
-                    self.call = ringing
-                    await self.line.hangup("caller_hung_up" if caller_gone.is_set() else "timeout")
-                await asyncio.wait((dial,), timeout=DIAL_GRACE)
-                if not dial.done():
-                    dial.cancel()
-        if not dial.done() or dial.cancelled():
-            return CALLER_GONE if caller_gone.is_set() else f"{FAILED}: the dial did not end"
-        try:
-            call = dial.result()
-        except (RuntimeError, ValueError, AtError) as exc:
-            log.warning("line %s: transfer to %s not placed: %s", self.line.id, self.number, exc)
-            return f"{FAILED}: {exc}"
-        self.call = call
+        dialled = await dial_until(self.line, self.number, timeout, caller_gone, self._clock, lambda: "caller_hung_up")
+        self.call = dialled.call
         if caller_gone.is_set():
             return CALLER_GONE
+        if dialled.failure is not None:
+            return f"{FAILED}: {dialled.failure}"
+        call = dialled.call
         if call.answered_at is not None and not call.ended:
             return "answered"
         reason = call.end_reason or "failed"
