@@ -1,5 +1,6 @@
 // callgate agent dashboard: signs an agent in over MQTT (docs/mqtt-api.md), shows its state,
-// the queues and offers, and carries the call audio. Plain JS module, no build step.
+// the queues, offers and real-time metrics, places outbound calls, transfers calls, and carries the
+// call audio. Plain JS module, no build step.
 
 import {ULAW_DECODE} from './g711.js';
 import {CallAudio} from './audio.js';
@@ -29,6 +30,12 @@ const app = {
   offer: null,              // {data, deadline}
   call: null,               // {callId, contactId, caller, queue, started, seqOut}
   acceptPending: false,
+  dialPending: false,
+  progress: new Map(),      // contact id -> last …/agent/<id>/call message (calls the gateway dials)
+  lastCall: null,           // how the last call ended, in words
+  agents: new Map(),        // other agent id -> its …/agent/<id>/state, when the broker lets us read it
+  metrics: null,            // {data, received}: the last …/metrics payload
+  subscribed: new Set(),    // topics subscribed since sign-in
   queues: new Map(),        // queue id -> {data, received}
   gateway: null,            // last …/status payload
   pending: new Map(),       // command id -> {action, resolve, timer}
@@ -39,6 +46,7 @@ const app = {
   micLevel: 0,
   rxLevel: 0,
   queuesDrawn: 0,           // performance.now() of the last queue redraw
+  metricsDrawn: 0,
 };
 
 const audio = new CallAudio();
@@ -54,8 +62,12 @@ const hooks = window.__cg = {
   lastOffer: null,
   replies: [],
   callId: null,
+  callStages: [],           // "<contact id>:<stage>" of each …/call progress message
+  lastCall: null,
+  metrics: null,
   recording: null,          // the call's recording as last replied: 'recording' | 'paused' | 'off'
   permissions: () => app.permissions,
+  subscribed: () => [...app.subscribed].map((t) => t.slice(app.prefix.length)).sort(),
   commandTimeoutMs: COMMAND_TIMEOUT_MS,
   rxSamples() {
     const n = Math.min(rxCount, RX_KEEP_SAMPLES);
@@ -116,7 +128,26 @@ function parseJson(buf, where) {
 }
 
 const STATE_LABELS = {Offline: 'Offline', Available: 'Available', OnCall: 'On call', AfterCallWork: 'After call work',
-                      Missed: 'Missed a call: set yourself Available', Break: 'Break'};
+                      Missed: 'Missed a call', Break: 'Break'};
+const STATE_HINTS = {
+  Missed: 'You did not answer an offered call in time, so no calls are offered to you. '
+          + 'Press Available to take calls again.',
+  Break: 'No calls are offered to you during a break. Press Available when you are back.',
+};
+// Refusals (docs/mqtt-api.md, error codes) in words; the gateway's own message follows.
+const CODE_WORDS = {
+  line_busy: 'the line is busy', no_free_line: 'no line is free', bad_number: 'that is not a phone number',
+  unknown_queue: 'there is no such queue', unknown_line: 'there is no such line', queue_full: 'that queue is full',
+  unknown_agent: 'there is no such agent', agent_offline: 'that agent is offline', agent_busy: 'that agent is busy',
+  bad_state: 'not possible now', not_your_contact: 'that is not your call', not_supported: 'the gateway cannot do this yet',
+  not_on_call: 'you are not on a call', timeout: 'the gateway did not answer', not_connected: 'not connected',
+};
+const STAGE_WORDS = {dialing: 'Dialing…', ringing: 'Ringing…', answered: 'Answered', ended: 'Ended'};
+const OUTCOME_WORDS = {busy: 'busy', no_answer: 'no answer', no_carrier: 'the network dropped the call',
+                       rejected: 'rejected by the customer', unreachable: 'the number cannot be reached',
+                       cancelled: 'hung up before it was answered', no_free_line: 'no line was free'};
+const REASON_WORDS = {customer_hung_up: 'the customer hung up', agent_hung_up: 'you hung up',
+                      transferred: 'transferred'};
 
 // ------------------------------------------------------------------ MQTT
 
@@ -180,6 +211,13 @@ function onMessage(t, payload) {
   } else if (rest === `${mine}state`) {
     const data = parseJson(payload, t);
     if (data) onAgentState(data);
+  } else if (rest.startsWith('agent/') && rest.endsWith('/state')) {
+    onOtherAgentState(rest.slice(6, -6), payload);
+  } else if (rest === `${mine}call`) {
+    const data = parseJson(payload, t);
+    if (data) onCallProgress(data);
+  } else if (rest === 'metrics') {
+    onMetrics(payload);
   } else if (rest === `${mine}offer`) {
     const data = parseJson(payload, t);
     if (data) onOffer(data);
@@ -228,8 +266,19 @@ function describeFailure(action, reply) {
   return `${name[0].toUpperCase()}${name.slice(1)} failed: ${reply.error || 'refused'}${code}`;
 }
 
+/** Why a command was refused, in words: "the line is busy", "not allowed: missing permission …". */
+function inWords(reply) {
+  if (reply.code === 'forbidden') return `not allowed: missing permission ${reply.missing_permission || 'unknown'}`;
+  return CODE_WORDS[reply.code] || reply.code || 'refused';
+}
+
+function refusal(head, reply) {
+  const words = inWords(reply);
+  return `${head}: ${words}.${reply.error && reply.error !== words ? ` ${reply.error}` : ''}`;
+}
+
 /** Run a command from a button: disables it while waiting; re-signs in once on not_logged_in. */
-async function run(action, extra = {}, button = null) {
+async function run(action, extra = {}, button = null, describe = describeFailure) {
   if (button) button.disabled = true;
   try {
     let reply = await command(action, extra);
@@ -237,7 +286,7 @@ async function run(action, extra = {}, button = null) {
       const login = await command('login', {password: app.password});
       if (login.ok) reply = await command(action, extra);
     }
-    if (reply.ok) clearError(); else showError(describeFailure(action, reply));
+    if (reply.ok) clearError(); else showError(describe(action, reply));
     return reply;
   } finally {
     if (button) button.disabled = false;
@@ -265,6 +314,10 @@ async function onLogin(ev) {
     app.agentId = agentId;
     app.prefix = `callgate/${gatewayId}/`;
     app.queues.clear();
+    app.agents.clear();
+    app.subscribed.clear();
+    app.metrics = null;
+    app.lastCall = null;
     app.agent = null;
     app.gateway = null;
     const client = connect(wsUrl, agentId, password);
@@ -281,9 +334,8 @@ async function onLogin(ev) {
     app.password = password;
     app.loggedIn = true;
     localStorage.setItem('callgate.agent', agentId);
-    await subscribe(client, [topic('agent', agentId, 'state'), topic('agent', agentId, 'offer'),
-                             topic('queue', '+'), topic('status')], 1);
     if (Array.isArray(reply.permissions)) app.permissions = reply.permissions;
+    await syncSubscriptions();
     if (reply.state && !app.agent) { app.agent = {state: reply.state}; hooks.state = reply.state; }
   } catch (e) {
     if (app.client) { app.client.end(true); app.client = null; }
@@ -309,15 +361,48 @@ async function onLogout() {
   app.offer = null;
   hooks.state = null;
   app.queues.clear();
+  app.agents.clear();
+  app.subscribed.clear();
+  app.progress.clear();
+  app.metrics = null;
+  app.lastCall = null;
   setConn('idle', 'Not connected');
   render();
 }
 
 // ------------------------------------------------------------------ agent state, offers
 
+/** The topics this agent reads: other agents' states (for transfers and metrics) and the metrics only
+ * when its security profile allows what they serve. */
+function wantedTopics() {
+  const topics = [topic('agent', app.agentId, 'offer'), topic('agent', app.agentId, 'call'),
+                  topic('queue', '+'), topic('status')];
+  const others = can('transfer') || can('view_realtime_metrics');
+  topics.push(others ? topic('agent', '+', 'state') : topic('agent', app.agentId, 'state'));
+  if (can('view_realtime_metrics')) topics.push(topic('metrics'));
+  return topics;
+}
+
+async function syncSubscriptions() {
+  const client = app.client;
+  const todo = wantedTopics().filter((t) => !app.subscribed.has(t));
+  if (!client || !todo.length) return;
+  for (const t of todo) app.subscribed.add(t);
+  try {
+    await subscribe(client, todo, 1);
+  } catch (e) {
+    for (const t of todo) app.subscribed.delete(t);
+    showError(`Cannot subscribe to ${todo.join(', ')}: ${e.message}`);
+  }
+}
+
 function onAgentState(s) {
   app.agent = s;
-  if (Array.isArray(s.permissions)) app.permissions = s.permissions;
+  if (Array.isArray(s.permissions)) {
+    const changed = !app.permissions || app.permissions.join() !== s.permissions.join();
+    app.permissions = s.permissions;
+    if (changed && app.loggedIn) syncSubscriptions();
+  }
   hooks.state = s.state;
   if (s.offer) {
     onOffer(s.offer);
@@ -325,7 +410,7 @@ function onAgentState(s) {
     app.offer = null;
   }
   if (s.state === 'OnCall') {
-    if (!app.call && !app.acceptPending) {
+    if (!app.call && !app.acceptPending && !app.dialPending) {
       // Signed in (or reloaded) during a call: no call id, so no audio, but hang-up works.
       app.call = {callId: null, contactId: s.contact_id, caller: s.contact_id || '', queue: '',
                   started: performance.now(), seqOut: 0};
@@ -380,9 +465,15 @@ async function onReject() {
 async function startCall(offer, audioError, micTrack) {
   const call = app.call && !app.call.callId ? app.call : {started: performance.now()};
   Object.assign(call, {callId: offer.call_id, contactId: offer.contact_id, caller: offer.caller,
-                       queue: offer.queue, seqOut: 0, rxSeq: null});
+                       queue: offer.queue, seqOut: 0, rxSeq: null,
+                       kind: offer.kind || offer.initiation_method || 'INBOUND',
+                       callbackNumber: offer.callback_number || null, line: offer.line || null,
+                       callerId: offer.caller_id || null, stage: null});
   app.call = call;
+  app.lastCall = null;
   hooks.callId = call.callId;
+  const known = app.progress.get(call.contactId);
+  if (known) applyProgress(call, known);
   rxCount = 0;
   render();
   if (audioError) { showError(`No call audio: ${audioError}`); return; }
@@ -464,6 +555,104 @@ async function onHangup() {
   render();
 }
 
+// ------------------------------------------------------------------ outbound calls, progress, transfers
+
+/** Place an outbound call: the audio is prepared inside the click, as for accepting an offer. */
+function onDial(ev) {
+  ev.preventDefault();
+  if (app.call || app.dialPending) return;
+  const number = $('dial-number').value.trim();
+  if (!/[0-9]/.test(number)) { showError('Type the number to call.'); return; }
+  const queue = $('dial-queue').value;
+  let audioError = null;
+  try { audio.prepare(); } catch (e) { audioError = e.message; }
+  app.dialPending = true;
+  app.lastCall = null;
+  const micTrack = audioError ? null : audio.startCapture(onCaptureFrame).catch((e) => {
+    showError(`Microphone unavailable: ${e.message}. The customer will not hear you.`);
+    return null;
+  });
+  const extra = queue ? {number, queue} : {number};
+  run('dial', extra, $('dial'), (action, reply) => refusal(`Call to ${number} not placed`, reply)).then((reply) => {
+    app.dialPending = false;
+    if (!reply.ok) {
+      audio.stop();
+      render();
+      return;
+    }
+    $('dial-number').value = '';
+    startCall({call_id: reply.contact_id, contact_id: reply.contact_id, caller: reply.number || number,
+               queue: reply.queue, kind: 'OUTBOUND', line: reply.line, caller_id: reply.caller_id},
+              audioError, micTrack);
+  });
+}
+
+function applyProgress(call, p) {
+  if (p.stage === 'answered' && call.stage !== 'answered') call.started = performance.now();
+  call.stage = p.stage;
+  if (p.line) call.line = p.line;
+  call.attempt = p.attempt && p.attempts ? `attempt ${p.attempt} of ${p.attempts}` : null;
+}
+
+/** How a call the gateway dialled ended, in words. */
+function outcomeText(p) {
+  const who = `${p.kind === 'CALLBACK' ? 'Callback' : 'Call'} to ${p.number || 'the customer'}`;
+  const outcome = String(p.outcome || '');
+  let text = outcome === 'answered'
+    ? `${who} ended: ${REASON_WORDS[p.reason] || String(p.reason || 'hung up').replace(/_/g, ' ')}`
+    : `${who} not answered: ${OUTCOME_WORDS[outcome] || outcome.replace(/_/g, ' ') || 'unknown'}`;
+  if (p.attempt && p.attempts) text += ` (attempt ${p.attempt} of ${p.attempts})`;
+  if (p.retry_at) text += `; the gateway tries again at ${new Date(p.retry_at * 1000).toLocaleTimeString()}`;
+  return `${text}.`;
+}
+
+function onCallProgress(p) {
+  if (typeof p.contact_id !== 'string' || typeof p.stage !== 'string') return;
+  hooks.callStages.push(`${p.contact_id}:${p.stage}`);
+  app.progress.set(p.contact_id, p);
+  while (app.progress.size > 20) app.progress.delete(app.progress.keys().next().value);
+  if (app.call && app.call.contactId === p.contact_id) applyProgress(app.call, p);
+  if (p.stage === 'ended') app.lastCall = outcomeText(p);
+  render();
+}
+
+async function onTransfer() {
+  const call = app.call;
+  if (!call || !call.contactId) return;
+  const target = $('transfer-target').value;
+  let extra = null;
+  if (target.startsWith('queue:')) extra = {to_queue: target.slice(6)};
+  else if (target.startsWith('agent:')) extra = {to_agent: target.slice(6)};
+  else if (target === 'other') {
+    const id = $('transfer-agent-id').value.trim();
+    if (id) extra = {to_agent: id};
+  }
+  if (!extra) { showError('Choose the queue or the agent to transfer the call to.'); return; }
+  const option = $('transfer-target').selectedOptions[0];
+  const where = extra.to_queue ? `queue ${option.dataset.name}` : `agent ${extra.to_agent}`;
+  const reply = await run('transfer', {contact_id: call.contactId, ...extra}, $('transfer'),
+                          (action, r) => refusal(`Transfer to ${where} failed`, r));
+  if (!reply.ok) return;
+  if (app.call === call) endCall();     // the After call work state may have ended it already
+  app.lastCall = `Transferred ${call.callbackNumber || call.caller || 'the call'} to ${where}.`;
+  render();
+}
+
+function onOtherAgentState(agentId, payload) {
+  if (!payload.byteLength) { app.agents.delete(agentId); render(); return; }
+  const data = parseJson(payload, topic('agent', agentId, 'state'));
+  if (!data) return;
+  app.agents.set(agentId, data);
+  render();
+}
+
+function onMetrics(payload) {
+  const data = payload.byteLength ? parseJson(payload, topic('metrics')) : null;
+  app.metrics = data ? {data, received: performance.now()} : null;
+  hooks.metrics = data;
+  render();
+}
+
 // ------------------------------------------------------------------ queues, gateway status
 
 function onQueue(queueId, payload) {
@@ -509,6 +698,94 @@ function renderQueues() {
   }
 }
 
+/** Every queue the page has heard of (retained queue topics, the gateway status), sorted by name. */
+function knownQueues() {
+  const names = new Map();
+  for (const id of (app.gateway && Array.isArray(app.gateway.queues) ? app.gateway.queues : [])) names.set(id, id);
+  for (const [id, {data}] of app.queues) names.set(id, data.name || id);
+  return [...names].map(([id, name]) => ({id, name})).sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** Replace a select's options (after its first, the placeholder) only when they changed; keeps the choice. */
+function fillSelect(select, groups) {
+  const signature = JSON.stringify(groups);
+  if (select.dataset.signature === signature) return;
+  const value = select.value;
+  select.dataset.signature = signature;
+  select.length = 1;
+  for (const child of [...select.children].slice(1)) child.remove();
+  for (const {label, options} of groups) {
+    if (!options.length) continue;
+    const parent = label ? select.appendChild(el('optgroup', {label})) : select;
+    for (const o of options) {
+      const option = new Option(o.text, o.value);
+      if (o.name) option.dataset.name = o.name;
+      parent.append(option);
+    }
+  }
+  select.value = [...select.options].some((o) => o.value === value) ? value : '';
+}
+
+function agentText(id, s) {
+  const state = s.state === 'Break' && s.break_state ? `Break: ${s.break_state}` : STATE_LABELS[s.state] || s.state;
+  return `${s.name || id} (${id}) · ${state || 'unknown'}`;
+}
+
+function renderCallControls(call) {
+  const queues = knownQueues();
+  fillSelect($('dial-queue'), [{options: queues.map((q) => ({value: q.id, text: q.name}))}]);
+  const agents = [...app.agents].filter(([id]) => id !== app.agentId).sort((a, b) => a[0].localeCompare(b[0]));
+  fillSelect($('transfer-target'), [
+    {label: 'Queues', options: queues.map((q) => ({value: `queue:${q.id}`, text: q.name, name: q.name}))},
+    {label: 'Agents', options: [
+      ...agents.map(([id, s]) => ({value: `agent:${id}`, text: agentText(id, s)})),
+      {value: 'other', text: agents.length ? 'Another agent…' : 'An agent (type the id)…'}]},
+  ]);
+  $('transfer-agent-id').hidden = $('transfer-target').value !== 'other';
+  const answered = call && (call.kind === 'INBOUND' || call.kind === 'TRANSFER' || call.stage === 'answered');
+  $('transfer-row').hidden = !(call && call.contactId && can('transfer'));
+  $('transfer').disabled = !answered;
+}
+
+const METRIC_ROWS = [
+  ['agents_online', 'Agents online'], ['agents_available', 'Available'], ['agents_on_contact', 'On contact'],
+  ['agents_acw', 'After call work'], ['agents_missed', 'Missed'],
+];
+
+function renderMetrics() {
+  const box = $('metrics');
+  app.metricsDrawn = performance.now();
+  const m = app.metrics;
+  if (!m) { box.replaceChildren(el('p', {class: 'empty'}, 'No metrics published yet.')); return; }
+  const age = (performance.now() - m.received) / 1000;
+  const queues = m.data.queues && typeof m.data.queues === 'object' ? Object.keys(m.data.queues).sort() : [];
+  const columns = [['total', 'All queues', m.data.total || {}],
+                   ...queues.map((id) => [id, (app.queues.get(id) || {data: {}}).data.name || id, m.data.queues[id]])];
+  const breaks = Object.keys((m.data.total && m.data.total.agents_break) || {});
+  const rows = [...METRIC_ROWS.map(([key, label]) => [label, (c) => c[key]]),
+                ...breaks.map((name) => [`On break: ${name}`, (c) => (c.agents_break || {})[name]]),
+                ['Contacts in queue', (c) => c.contacts_in_queue],
+                ['Oldest wait', (c) => (Number(c.contacts_in_queue) > 0 && c.oldest_wait != null
+                  ? fmtDuration(Number(c.oldest_wait) + age) : '—')]];
+  const keys = [...METRIC_ROWS.map(([key]) => key), ...breaks.map((name) => `break:${name}`),
+                'contacts_in_queue', 'oldest_wait'];
+  const head = el('tr', {}, el('th', {scope: 'col'}, ''),
+                  ...columns.map(([, name]) => el('th', {scope: 'col'}, name)));
+  const body = rows.map(([label, value], i) => el('tr', {}, el('th', {scope: 'row'}, label),
+    ...columns.map(([id, , counts]) => {
+      const v = counts ? value(counts) : null;
+      return el('td', {'data-queue': id, 'data-metric': keys[i]}, v == null ? '—' : String(v));
+    })));
+  const table = el('table', {class: 'metrics'}, el('thead', {}, head), el('tbody', {}, ...body));
+  const parts = [table];
+  const agents = [...app.agents].sort((a, b) => a[0].localeCompare(b[0]));
+  if (agents.length) {
+    parts.push(el('ul', {class: 'm-agents', 'aria-label': 'Agents'},
+                  ...agents.map(([id, s]) => el('li', {'data-agent': id}, agentText(id, s)))));
+  }
+  box.replaceChildren(...parts);
+}
+
 function meterWidth(level) {
   if (level <= 0) return 0;
   const db = 20 * Math.log10(level);
@@ -535,6 +812,7 @@ function renderTick() {
   app.micLevel *= METER_DECAY;
   app.rxLevel *= METER_DECAY;
   if (app.queues.size && now - app.queuesDrawn >= 1000) renderQueues();
+  if (app.metrics && !$('metrics-panel').hidden && now - app.metricsDrawn >= 1000) renderMetrics();
 }
 
 /** Whether the agent's security profile allows a permission (docs/security.md); buttons it does not are hidden. */
@@ -565,6 +843,12 @@ function render() {
   const breakState = state === 'Break' && app.agent.break_state ? app.agent.break_state : null;
   badge.textContent = breakState ? `Break: ${breakState}` : state ? STATE_LABELS[state] || state : 'unknown';
   badge.dataset.state = state || 'unknown';
+  const hint = signedIn && STATE_HINTS[state] && can('take_calls') ? STATE_HINTS[state] : '';
+  $('state-hint').textContent = hint;
+  $('state-hint').hidden = !hint;
+  hooks.lastCall = app.lastCall;
+  $('last-call').textContent = app.lastCall || '';
+  $('last-call').hidden = !(signedIn && app.lastCall);
   const busy = state === 'OnCall' || !!app.call;
   renderBreakSelect(breakState, busy);
   $('btn-available').disabled = busy || state === 'Available' || app.acceptPending;
@@ -574,10 +858,20 @@ function render() {
   $('accept').hidden = $('reject').hidden = $('ready').hidden = !can('take_calls');
   $('btn-offline').classList.toggle('current', state === 'Offline');
 
+  $('dial-panel').hidden = !(signedIn && can('make_outbound_calls'));
+  $('dial').disabled = busy || app.dialPending || app.acceptPending || !!app.offer;
+  $('dial').textContent = app.dialPending ? 'Calling…' : 'Call';
+
   const offer = signedIn && app.offer && !app.call ? app.offer.data : null;
   $('offer').hidden = !offer;
   if (offer) {
-    $('offer-caller').textContent = offer.caller || 'unknown number';
+    const callback = offer.initiation_method === 'CALLBACK';
+    $('offer-label').textContent = callback ? 'Callback request'
+      : offer.initiation_method === 'TRANSFER' ? 'Transferred call' : 'Incoming call';
+    $('offer-caller').textContent = callback ? `Callback to ${offer.callback_number || offer.caller}`
+      : offer.caller || 'unknown number';
+    $('offer-note').textContent = callback ? 'When you accept, the gateway calls the customer and connects you.' : '';
+    $('offer-note').hidden = !callback;
     $('offer-queue').textContent = offer.queue || '';
     $('offer-line').textContent = offer.line || '';
     $('accept').disabled = app.acceptPending;
@@ -587,9 +881,19 @@ function render() {
   const call = signedIn ? app.call : null;
   $('call').hidden = !call;
   if (!call) hooks.recording = null;
+  renderCallControls(call);
   if (call) {
-    $('call-caller').textContent = call.caller || 'unknown number';
-    $('call-queue').textContent = call.queue ? `queue ${call.queue}` : '';
+    const dialled = call.kind === 'OUTBOUND' || call.kind === 'CALLBACK';
+    $('call-label').textContent = call.kind === 'CALLBACK' ? 'Callback to'
+      : call.kind === 'OUTBOUND' && call.stage !== 'answered' ? 'Calling'
+        : call.kind === 'TRANSFER' ? 'Transferred call with' : 'On call with';
+    $('call-caller').textContent = call.callbackNumber || call.caller || 'unknown number';
+    $('call-queue').textContent = [call.queue && `queue ${call.queue}`, dialled && call.line && `line ${call.line}`,
+                                   call.callerId && `the customer sees ${call.callerId}`].filter(Boolean).join(' · ');
+    const stage = dialled ? STAGE_WORDS[call.stage] || 'Placing the call…' : '';
+    $('call-progress').textContent = stage && call.attempt ? `${stage} (${call.attempt})` : stage;
+    $('call-progress').dataset.stage = call.stage || '';
+    $('call-progress').hidden = !stage;
     $('call-note').textContent = call.callId ? '' : 'Call audio is not connected on this page (signed in during the call).';
     const rec = call.recording || null;     // known once the gateway has answered a pause or resume
     hooks.recording = rec;
@@ -605,7 +909,9 @@ function render() {
   gwEl.hidden = !signedIn;
   gwEl.textContent = !gw ? 'Gateway: no status' : gw.online ? `Gateway online${gw.version ? ` · v${gw.version}` : ''}` : 'Gateway offline';
   gwEl.dataset.state = gw ? (gw.online ? 'online' : 'offline') : 'unknown';
+  $('metrics-panel').hidden = !(signedIn && can('view_realtime_metrics'));
   renderQueues();
+  if (!$('metrics-panel').hidden) renderMetrics();
   renderTick();
 }
 
@@ -649,6 +955,12 @@ function init() {
   $('accept').addEventListener('click', onAccept);
   $('reject').addEventListener('click', onReject);
   $('hangup').addEventListener('click', onHangup);
+  $('dial-form').addEventListener('submit', onDial);
+  $('transfer').addEventListener('click', onTransfer);
+  $('transfer-target').addEventListener('change', () => {
+    $('transfer-agent-id').hidden = $('transfer-target').value !== 'other';
+    if (!$('transfer-agent-id').hidden) $('transfer-agent-id').focus();
+  });
   $('rec-toggle').addEventListener('click', onRecordingToggle);
   $('error-close').addEventListener('click', clearError);
   const remembered = localStorage.getItem('callgate.agent');
