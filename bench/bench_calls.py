@@ -16,10 +16,7 @@ import argparse
 import asyncio
 import json
 import os
-import queue
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -31,16 +28,16 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
-import paho.mqtt.client as paho
 
-from bench.common import ProcStats, RssSampler, fmt, import_time, machine, median, percentile, table
+from bench.agent_client import AgentClient
+from bench.common import BenchError, ProcStats, RssSampler, fmt, import_time, machine, machine_line, median, percentile, table
+from bench.daemon_run import DaemonRun, bench_parser
 from gateway.api import audio_frames
-from gateway.center.passwords import hash_password
 from gateway.media.g711 import ulaw_encode
 from gateway.media.prompts import PromptCache
 from gateway.media.tones import sine
 from hil.sim7600 import Sim7600Emulator
-from tests.stack import DEMO_FLOW, Mosquitto, free_port, start_daemon, stop_daemon, wait_ready, write_config
+from tests.stack import DEMO_FLOW, start_daemon, stop_daemon, wait_ready
 
 FRAME_S = 0.020
 SAMPLES = 160
@@ -48,25 +45,18 @@ ANSWER_TIMEOUT = 15.0       # ring -> the daemon answers
 PCM_TIMEOUT = 10.0          # answer -> the daemon switches USB audio on
 DTMF_DELAY = 0.3            # the caller presses 1 this long into the greeting (it interrupts it)
 CONNECT_TIMEOUT = 30.0      # DTMF -> an agent has accepted (hold message, queue, offer)
-REPLY_TIMEOUT = 10.0        # an agent command -> its reply
-STATE_TIMEOUT = 10.0        # an agent state change
 END_TIMEOUT = 10.0          # hangup -> the emulator and the agent see the call end
 PUBLISHER_STOP_TIMEOUT = 2.0
 HANGUP_AFTER_LAST_FRAME = 0.02   # the agent stops talking this long before the caller hangs up
 GAP_BETWEEN_CALLS = 0.5     # per line
 STAGGER = 1.0               # line i starts its first call i × this later
 SETTLE = 2.0                # after the last call, before the final RSS
-RECORDS_TIMEOUT = 15.0
 READY_POLL = 0.005          # start-up is timed to the appearance of daemon.json, polled this often
 READY_POLL_LIMIT = 30.0     # then tests.stack.wait_ready takes over (and reports a daemon that died)
 WARMUP_TALK = 2.0
 AGENT_TONE_HZ = 600.0
 CALLER_TEXT = ("Hello, I am calling about my order. It has not arrived yet and the tracking page has not "
                "changed for three days. Could you tell me when it will be delivered, please?")
-
-
-class BenchError(RuntimeError):
-    pass
 
 
 _T0 = time.monotonic()
@@ -121,120 +111,56 @@ class Connections:
         return None
 
 
-class BenchAgent:
-    """An agent over MQTT, subscribed as the dashboard would be: its own topics, then the call's audio.
+class BenchAgent(AgentClient):
+    """An agent subscribed as the dashboard would be: its own topics, then the call's audio.
 
     Accepts every offer, publishes 20 ms µ-law frames in real time until told to stop or the call
     ends, then goes Available again.
     """
 
+    JOIN_TIMEOUT = PUBLISHER_STOP_TIMEOUT + 1
+
     def __init__(self, agent_id: str, password: str, host: str, port: int, gateway_id: str,
                  frames: list[bytes], connections: Connections, abort: threading.Event) -> None:
-        self.agent_id, self.password = agent_id, password
-        self.base = f"callgate/{gateway_id}"
         self.frames, self.connections, self.abort = frames, connections, abort
         self.calls: dict[str, CallAudio] = {}
         self.errors: list[str] = []
-        self._cond = threading.Condition()
-        self._replies: dict[str, dict] = {}
-        self._state: dict | None = None
-        self._n = 0
-        self._offers: queue.Queue = queue.Queue()
-        self._closing = threading.Event()
-        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"bench-{agent_id}-{os.getpid()}",
-                                  protocol=paho.MQTTv311)
-        self.client.on_message = self._on_message
-        self.client.connect(host, port, keepalive=30)
-        self.client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        for suffix in ("state", "offer", "reply"):
-            self.client.subscribe(f"{self.base}/agent/{agent_id}/{suffix}", 1)
-        self.client.loop_start()
-        self._worker = threading.Thread(target=self._run, name=f"agent-{agent_id}", daemon=True)
-        self._worker.start()
+        super().__init__(agent_id, password, host, port, gateway_id)
 
     # MQTT side (paho's thread)
-    def _on_message(self, client, userdata, msg) -> None:
-        topic = msg.topic
-        if topic.endswith("/audio/out"):
-            stats = self.calls.get(topic.split("/")[3])
-            if stats is not None:
-                try:
-                    seq, sent_ms, _ = audio_frames.unpack(msg.payload)
-                except audio_frames.AudioFrameError:
-                    return
-                stats.received += 1
-                stats.seqs.add(seq)
-                stats.hop_ms.append(time.time() * 1000 - sent_ms)
-            return
-        try:
-            obj = json.loads(msg.payload)
-        except ValueError:
-            return
-        if topic.endswith("/offer"):
-            self._offers.put(obj)
-            return
-        with self._cond:
-            if topic.endswith("/reply"):
-                self._replies[obj.get("id")] = obj
-            elif topic.endswith("/state"):
-                self._state = obj
-            self._cond.notify_all()
-
-    # commands and state (any thread)
-    def command(self, action: str, **fields) -> dict:
-        with self._cond:
-            self._n += 1
-            rid = f"{self.agent_id}-{self._n}"
-        self.client.publish(f"{self.base}/agent/{self.agent_id}/cmd",
-                            json.dumps({"id": rid, "action": action, **fields}), qos=1)
-        with self._cond:
-            if not self._cond.wait_for(lambda: rid in self._replies, REPLY_TIMEOUT):
-                raise BenchError(f"agent {self.agent_id}: no reply to {action} within {REPLY_TIMEOUT} s")
-            return self._replies.pop(rid)
-
-    def wait_state(self, predicate, timeout: float, what: str) -> dict:
-        with self._cond:
-            if not self._cond.wait_for(lambda: self._state is not None and predicate(self._state), timeout):
-                raise BenchError(f"agent {self.agent_id}: {what} not seen within {timeout} s (last: {self._state})")
-            return self._state
-
-    def state_is(self, state: str) -> bool:
-        with self._cond:
-            return self._state is not None and self._state.get("state") == state
-
-    def go_available(self) -> None:
-        reply = self.command("available")
-        if not reply.get("ok"):
-            raise BenchError(f"agent {self.agent_id}: available refused: {reply}")
-        self.wait_state(lambda s: s.get("state") == "Available", STATE_TIMEOUT, "state Available")
+    def raw_message(self, topic: str, payload: bytes, received: float) -> bool:
+        if not topic.endswith("/audio/out"):
+            return False
+        stats = self.calls.get(topic.split("/")[3])
+        if stats is not None:
+            try:
+                seq, sent_ms, _ = audio_frames.unpack(payload)
+            except audio_frames.AudioFrameError:
+                return True
+            stats.received += 1
+            stats.seqs.add(seq)
+            stats.hop_ms.append(received * 1000 - sent_ms)
+        return True
 
     def end_talk(self, call_id: str) -> None:
         stats = self.calls[call_id]
         stats.stop.set()
         stats.done.wait(PUBLISHER_STOP_TIMEOUT)
 
-    def close(self) -> None:
-        if self._closing.is_set():
-            return
-        self._closing.set()
+    def running(self) -> bool:
+        return super().running() and not self.abort.is_set()
+
+    def closing(self) -> None:
         for stats in self.calls.values():
             stats.stop.set()
-        self._worker.join(PUBLISHER_STOP_TIMEOUT + 1)
-        self.client.loop_stop()
-        self.client.disconnect()
 
     # the agent's own thread: take offers, talk
-    def _run(self) -> None:
-        while not self._closing.is_set() and not self.abort.is_set():
-            try:
-                offer = self._offers.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            try:
-                self._take(offer)
-            except Exception as exc:  # reported by the bench, which then stops
-                self.errors.append(f"{type(exc).__name__}: {exc}")
-                self.abort.set()
+    def handle(self, offer: dict) -> None:
+        try:
+            self._take(offer)
+        except Exception as exc:  # reported by the bench, which then stops
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+            self.abort.set()
 
     def _take(self, offer: dict) -> None:
         call_id, contact_id = offer["call_id"], offer["contact_id"]
@@ -251,16 +177,15 @@ class BenchAgent:
         finally:
             stats.done.set()
         self.wait_state(lambda s: s.get("state") == "AfterCallWork" and s.get("contact_id") == contact_id,
-                        END_TIMEOUT, f"AfterCallWork for {contact_id}")
+                        f"AfterCallWork for {contact_id}", END_TIMEOUT)
         self.client.unsubscribe(out_topic)
         self.go_available()
 
     def _talk(self, stats: CallAudio, contact_id: str) -> None:
         topic = f"{self.base}/agent/{self.agent_id}/audio/{stats.call_id}"
         start, seq = time.monotonic(), 0
-        while not (stats.stop.is_set() or self._closing.is_set() or self.abort.is_set()):
-            with self._cond:
-                state = self._state or {}
+        while self.running() and not stats.stop.is_set():
+            state = self.current_state()
             if state.get("state") == "AfterCallWork" and state.get("contact_id") == contact_id:
                 break
             payload = audio_frames.pack(seq, time.time() * 1000, self.frames[seq % len(self.frames)])
@@ -333,24 +258,16 @@ def _problems(log: bytes) -> list[str]:
 
 
 # --- the run --------------------------------------------------------------------------------------
-class Bench:
+class Bench(DaemonRun):
     def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
-        self.args, self.workdir = args, workdir
-        self.abort = threading.Event()
-        self.emulators: list[Sim7600Emulator] = []
-        self.broker: Mosquitto | None = None
-        self.proc: subprocess.Popen | None = None
-        self.agents: list[BenchAgent] = []
+        super().__init__(workdir)
+        self.args = args
         self.sampler: RssSampler | None = None
         self.daemon: ProcStats | None = None
         self.broker_stats: ProcStats | None = None
         self.connections = Connections()
         self.state: dict = {}
-        self.agent_passwords: dict[str, str] = {}
         self.caller_pcm: np.ndarray | None = None
-        self.config = workdir / "callgate.toml"
-        self.data_dir = workdir / "data"
-        self.log_path = workdir / "daemon.log"
         self.deadline = time.monotonic() + args.timeout
 
     def check_time(self, what: str) -> None:
@@ -375,13 +292,14 @@ class Bench:
                      self.abort)
             self._raise_agent_errors()
             for agent in self.agents:
-                agent.wait_state(lambda s: s.get("state") == "Available", STATE_TIMEOUT, "state Available")
+                agent.wait_state(lambda s: s.get("state") == "Available", "state Available")
         idle = self._idle_baseline()
         window, results = self._calls()
         progress(f"calls done in {window['t1'] - window['t0']:.1f} s; settling {SETTLE:g} s")
         time.sleep(SETTLE)
         rss_final, rss_hwm = self.daemon.rss_mib(), self.daemon.hwm_mib()
-        records = self._records({r["caller"]: r for r in results})
+        records = self.records({r["caller"] for r in results},
+                               lambda r: r.get("ended_at") is not None and bool(r.get("media")))
         out.update(self._stop_daemon())
         out["calls"] = calls = self._per_call(results, records)
         out["cpu"] = self._cpu(idle, window, calls)
@@ -399,21 +317,7 @@ class Bench:
     def _start(self) -> dict:
         """Emulators, broker, config and daemon; returns the start-up figures."""
         a = self.args
-        for _ in range(a.lines):
-            emu = Sim7600Emulator(ring_interval=2.0)
-            emu.start()
-            self.emulators.append(emu)
-        if a.broker == "mosquitto":
-            self.broker = Mosquitto(self.workdir).start()
-        self.agent_passwords = {f"agent{i + 1}": f"agent{i + 1}-pass" for i in range(a.lines)}
-        extra = "".join(f'\n[[agents]]\nid = "{aid}"\nname = "Bench {aid}"\n'
-                        f'password_hash = "{hash_password(pw, iterations=2000)}"\n'
-                        for aid, pw in self.agent_passwords.items())
-        write_config(self.config, gateway_id="bench", data_dir=self.data_dir, broker=self.broker,
-                     web_port=free_port(), extra=extra,
-                     lines=[{"id": f"gsm{i + 1}", "profile": "simcom_sim7600", "at_port": emu.at_port,
-                             "audio_port": emu.audio_port, "flow": str(DEMO_FLOW), "number": f"+1555000{i:04d}"}
-                            for i, emu in enumerate(self.emulators)])
+        self.prepare(a.lines, a.lines, a.broker, DEMO_FLOW)
 
         progress(f"starting the daemon: {a.lines} line(s), broker {a.broker}")
         t0 = time.perf_counter()
@@ -436,9 +340,7 @@ class Bench:
             agent = BenchAgent(aid, pw, self.state["mqtt_host"], self.state["mqtt_port"], self.state["gateway_id"],
                                frames, self.connections, self.abort)
             self.agents.append(agent)
-            if not agent.command("login", password=pw).get("ok"):
-                raise BenchError(f"agent {aid}: login refused")
-            agent.go_available()
+            agent.login()
         progress(f"{len(self.agents)} agent(s) logged in and Available")
 
     def _cpu_now(self) -> dict:
@@ -533,24 +435,6 @@ class Bench:
         one = np.concatenate([np.asarray(speech), np.zeros(4000, dtype=np.int16)])
         return np.tile(one, int(seconds * 8000 / len(one)) + 1)[: int(seconds * 8000)]
 
-    def _records(self, wanted: dict) -> dict:
-        """Contact records of the bench's calls (by caller number), once every one is finished."""
-        deadline = time.monotonic() + RECORDS_TIMEOUT
-        env = dict(os.environ, CALLGATE_CONFIG=str(self.config))
-        while True:
-            res = subprocess.run([sys.executable, "-m", "gateway", "contacts", "-c", str(self.config), "--json",
-                                  "--limit", str(len(wanted) + 50)], capture_output=True, text=True, timeout=60,
-                                 env=env, cwd=Path(__file__).resolve().parents[1])
-            rows = json.loads(res.stdout) if res.returncode == 0 and res.stdout.strip() else []
-            found = {r["caller"]: r for r in rows if r.get("caller") in wanted
-                     and r.get("ended_at") is not None and r.get("media")}
-            if len(found) == len(wanted):
-                return found
-            if time.monotonic() > deadline:
-                raise BenchError(f"only {len(found)} of {len(wanted)} contact records finished after "
-                                 f"{RECORDS_TIMEOUT} s: {res.stderr.strip()[-500:]}")
-            time.sleep(0.3)
-
     def _per_call(self, results: list[dict], records: dict) -> list[dict]:
         by_call = {cid: s for ag in self.agents for cid, s in ag.calls.items()}
         rows = []
@@ -591,21 +475,9 @@ class Bench:
                          "calls": len(p99s)}
         return out
 
-    def close(self) -> None:
-        self.abort.set()
-        for agent in self.agents:
-            try:
-                agent.close()
-            except Exception:
-                pass
+    def closing(self) -> None:
         if self.sampler is not None:
             self.sampler.stop()
-        if self.proc is not None:
-            stop_daemon(self.proc)
-        for emu in self.emulators:
-            emu.stop()
-        if self.broker is not None:
-            self.broker.stop()
 
 
 # --- the report -----------------------------------------------------------------------------------
@@ -614,8 +486,7 @@ def report(r: dict) -> str:
     broker = "embedded amqtt (inside the daemon)" if p["broker"] == "embedded" else "mosquitto (own process)"
     lines = [
         f"callgate call benchmark: {p['lines']} line(s), {p['calls']} calls x {p['talk_s']:g} s talk, broker {broker}",
-        f"machine: {m['cpu_model']}, {m['cores']} cores, {m['implementation']} {m['python']}, {m['date']}, "
-        f"load {' '.join(m['loadavg'] or [])} -> {' '.join(m.get('loadavg_after') or [])}",
+        machine_line(m),
         "",
         "start-up",
     ]
@@ -673,8 +544,7 @@ def report(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bench_calls.py", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser("bench_calls.py", __doc__)
     parser.add_argument("--lines", type=int, default=2, help="emulated modems = lines = agents (default 2)")
     parser.add_argument("--calls", type=int, default=6, help="calls in total, spread over the lines (default 6)")
     parser.add_argument("--talk", type=float, default=20.0, help="seconds of two-way audio per call (default 20)")
@@ -704,16 +574,13 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         print(f"bench_calls: {exc}", file=sys.stderr)
         if bench.log_path.exists():
-            print("--- daemon log (tail) ---\n" + bench.log_path.read_text(errors="replace")[-3000:], file=sys.stderr)
+            print("--- daemon log (tail) ---\n" + bench.log_tail(), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
     finally:
-        bench.close()
-        if args.keep:
+        if bench.dispose(args.keep):
             progress(f"work folder kept: {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -16,10 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import queue
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -32,10 +29,11 @@ if __package__ in (None, ""):
 
 import paho.mqtt.client as paho
 
-from bench.common import REPO, fmt, machine, percentile, table
-from gateway.center.passwords import hash_password
+from bench.agent_client import REPLY_TIMEOUT, AgentClient
+from bench.common import BenchError, fmt, machine, machine_line, percentile, table
+from bench.daemon_run import DaemonRun, bench_parser
 from hil.sim7600 import Sim7600Emulator
-from tests.stack import Mosquitto, free_port, start_daemon, stop_daemon, wait_ready, write_config
+from tests.stack import start_daemon, wait_ready
 
 QUEUE_FLOW = {"Version": "2019-10-30", "StartAction": "target", "Actions": [
     {"Identifier": "target", "Type": "UpdateContactTargetQueue", "Parameters": {"QueueId": "support"},
@@ -47,15 +45,9 @@ QUEUE_FLOW = {"Version": "2019-10-30", "StartAction": "target", "Actions": [
 
 LINE_UP_TIMEOUT = 30.0      # daemon ready -> every line reports idle
 OFFER_TIMEOUT = 15.0        # ring -> an offer for the call reaches an agent
-REPLY_TIMEOUT = 10.0        # an agent command -> its reply
-STATE_TIMEOUT = 10.0        # agent state changes, the line going idle after the call
-RECORDS_TIMEOUT = 15.0
+STATE_TIMEOUT = 10.0        # the line going idle after the call
 RING_INTERVAL = 2.0         # emulator RING repeat; calls are offered long before a second RING
 RING_URCS = ("RING", "+CRING: VOICE")
-
-
-class BenchError(RuntimeError):
-    pass
 
 
 _T0 = time.monotonic()
@@ -103,99 +95,32 @@ class Offers:
             return self._by_caller.get(caller)
 
 
-class OfferAgent:
-    """An agent over MQTT (its own state, offer and reply topics) that takes or declines every first offer.
+class OfferAgent(AgentClient):
+    """An agent that takes or declines every first offer.
 
     after="accept": accept, hang up, then `available` (ending After call work at once).
     after="reject": reject; the caller hangs up. Re-offers of a counted contact are left to lapse with the call.
     """
 
+    CLIENT_PREFIX = "bench-offer"
+
     def __init__(self, agent_id: str, password: str, host: str, port: int, gateway_id: str, offers: Offers,
                  after: str) -> None:
-        self.agent_id, self.password, self.after, self.offers = agent_id, password, after, offers
-        self.base = f"callgate/{gateway_id}"
-        self._cond = threading.Condition()
-        self._replies: dict[str, dict] = {}
-        self.state: dict = {}
-        self._n = 0
-        self._work: queue.Queue = queue.Queue()
-        self._closing = threading.Event()
-        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"bench-offer-{agent_id}-{os.getpid()}",
-                                  protocol=paho.MQTTv311)
-        self.client.on_message = self._on_message
-        self.client.connect(host, port, keepalive=30)
-        self.client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        for suffix in ("state", "offer", "reply"):
-            self.client.subscribe(f"{self.base}/agent/{agent_id}/{suffix}", 1)
-        self.client.loop_start()
-        self._worker = threading.Thread(target=self._run, name=f"agent-{agent_id}", daemon=True)
-        self._worker.start()
+        self.after, self.offers = after, offers
+        super().__init__(agent_id, password, host, port, gateway_id)
 
-    def _on_message(self, client, userdata, msg) -> None:
-        received = time.time()
+    def offered(self, offer: dict, received: float) -> OfferSeen | None:
+        seen = OfferSeen(offer.get("contact_id", "?"), offer.get("caller", "?"), offer.get("line", "?"),
+                         self.agent_id, received)
+        return seen if self.offers.arrived(seen) else None
+
+    def handle(self, seen: OfferSeen) -> None:
         try:
-            obj = json.loads(msg.payload)
-        except ValueError:
-            return
-        topic = msg.topic
-        if topic.endswith("/offer"):
-            seen = OfferSeen(obj.get("contact_id", "?"), obj.get("caller", "?"), obj.get("line", "?"),
-                             self.agent_id, received)
-            if self.offers.arrived(seen):
-                self._work.put(seen)
-            return
-        with self._cond:
-            if topic.endswith("/reply"):
-                self._replies[obj.get("id")] = obj
-            elif topic.endswith("/state"):
-                self.state = obj
-            self._cond.notify_all()
-
-    def command(self, action: str, **fields) -> dict:
-        with self._cond:
-            self._n += 1
-            rid = f"{self.agent_id}-{self._n}"
-        self.client.publish(f"{self.base}/agent/{self.agent_id}/cmd",
-                            json.dumps({"id": rid, "action": action, **fields}), qos=1)
-        with self._cond:
-            if not self._cond.wait_for(lambda: rid in self._replies, REPLY_TIMEOUT):
-                raise BenchError(f"agent {self.agent_id}: no reply to {action} within {REPLY_TIMEOUT:g} s")
-            return self._replies.pop(rid)
-
-    def wait_state(self, predicate, what: str, timeout: float = STATE_TIMEOUT) -> dict:
-        with self._cond:
-            if not self._cond.wait_for(lambda: predicate(self.state), timeout):
-                raise BenchError(f"agent {self.agent_id}: {what} not seen within {timeout:g} s (last: {self.state})")
-            return self.state
-
-    def free(self) -> bool:
-        with self._cond:
-            return self.state.get("state") == "Available" and not self.state.get("offer")
-
-    def go_available(self) -> None:
-        reply = self.command("available")
-        if not reply.get("ok"):
-            raise BenchError(f"agent {self.agent_id}: available refused: {reply}")
-        self.wait_state(lambda s: s.get("state") == "Available", "state Available")
-
-    def close(self) -> None:
-        self._closing.set()
-        self._worker.join(REPLY_TIMEOUT + 1)
-        self.client.loop_stop()
-        self.client.disconnect()
-
-    def _run(self) -> None:
-        while not self._closing.is_set():
-            try:
-                seen = self._work.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            try:
-                self._handle(seen)
-            except Exception as exc:        # reported by the caller's thread, which stops the run
-                seen.error = f"{type(exc).__name__}: {exc}"
-            finally:
-                seen.done.set()
+            self._handle(seen)
+        except Exception as exc:        # reported by the caller's thread, which stops the run
+            seen.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            seen.done.set()
 
     def _handle(self, seen: OfferSeen) -> None:
         cid = seen.contact_id
@@ -262,53 +187,31 @@ class LineWatch:
 
 
 # --- one broker's run ------------------------------------------------------------------------------
-class Run:
+class Run(DaemonRun):
     """Emulators, (mosquitto,) daemon and agents for one broker; calls() runs the callers."""
 
     def __init__(self, args: argparse.Namespace, broker: str, workdir: Path) -> None:
-        self.args, self.broker_kind, self.workdir = args, broker, workdir
-        self.emulators: list[Sim7600Emulator] = []
-        self.broker: Mosquitto | None = None
-        self.proc: subprocess.Popen | None = None
-        self.agents: list[OfferAgent] = []
+        super().__init__(workdir)
+        self.args, self.broker_kind = args, broker
         self.lines: LineWatch | None = None
         self.offers = Offers()
-        self.config = workdir / "callgate.toml"
-        self.data_dir = workdir / "data"
-        self.log_path = workdir / "daemon.log"
-        self.abort = threading.Event()
 
     def start(self) -> None:
         a = self.args
-        for i in range(a.lines):
-            emu = Sim7600Emulator(ring_interval=RING_INTERVAL, imei=f"8675840300{i:05d}")
-            emu.start()
-            self.emulators.append(emu)
-        if self.broker_kind == "mosquitto":
-            self.broker = Mosquitto(self.workdir).start()
         flow = self.workdir / "flow-queue.json"
         flow.write_text(json.dumps(QUEUE_FLOW))
-        passwords = {f"agent{i + 1}": f"agent{i + 1}-pass" for i in range(a.agents)}
-        extra = "".join(f'\n[[agents]]\nid = "{aid}"\nname = "Bench {aid}"\n'
-                        f'password_hash = "{hash_password(pw, iterations=2000)}"\n' for aid, pw in passwords.items())
-        write_config(self.config, gateway_id="bench", data_dir=self.data_dir, broker=self.broker,
-                     web_port=free_port(), extra=extra,
-                     lines=[{"id": f"gsm{i + 1}", "profile": "simcom_sim7600", "at_port": emu.at_port,
-                             "audio_port": emu.audio_port, "flow": str(flow), "number": f"+1555000{i:04d}"}
-                            for i, emu in enumerate(self.emulators)])
+        self.prepare(a.lines, a.agents, self.broker_kind, flow,
+                     lambda i: Sim7600Emulator(ring_interval=RING_INTERVAL, imei=f"8675840300{i:05d}"))
         progress(f"{self.broker_kind}: starting the daemon ({a.lines} line(s), {a.agents} agent(s))")
         self.proc = start_daemon(self.config, self.data_dir, self.log_path)
         state = wait_ready(self.data_dir, self.proc, self.log_path)
         host, port, gw = state["mqtt_host"], state["mqtt_port"], state["gateway_id"]
         self.lines = LineWatch(host, port, gw)
         self.lines.wait_all_idle([f"gsm{i + 1}" for i in range(a.lines)], LINE_UP_TIMEOUT)
-        for aid, pw in passwords.items():
+        for aid, pw in self.agent_passwords.items():
             agent = OfferAgent(aid, pw, host, port, gw, self.offers, a.after)
             self.agents.append(agent)
-            reply = agent.command("login", password=pw)
-            if not reply.get("ok"):
-                raise BenchError(f"agent {aid}: login refused: {reply}")
-            agent.go_available()
+            agent.login()
         progress(f"{self.broker_kind}: daemon pid {self.proc.pid} ready, lines idle, agents Available")
 
     def one_call(self, line_index: int, caller: str) -> dict:
@@ -373,44 +276,14 @@ class Run:
             raise BenchError("; ".join(errors))
         return results, wall
 
-    def records(self, callers: set[str]) -> dict[str, dict]:
-        """The contact records of these callers, once each has its enqueued_at and has ended."""
-        deadline = time.monotonic() + RECORDS_TIMEOUT
-        env = dict(os.environ, CALLGATE_CONFIG=str(self.config))
-        while True:
-            res = subprocess.run([sys.executable, "-m", "gateway", "contacts", "-c", str(self.config), "--json",
-                                  "--limit", str(len(callers) + 50)], capture_output=True, text=True, timeout=60,
-                                 env=env, cwd=REPO)
-            rows = json.loads(res.stdout) if res.returncode == 0 and res.stdout.strip() else []
-            found = {r["caller"]: r for r in rows if r.get("caller") in callers
-                     and r.get("enqueued_at") is not None and r.get("ended_at") is not None}
-            if len(found) == len(callers):
-                return found
-            if time.monotonic() > deadline:
-                raise BenchError(f"only {len(found)} of {len(callers)} contact records finished after "
-                                 f"{RECORDS_TIMEOUT:g} s: {res.stderr.strip()[-500:]}")
-            time.sleep(0.3)
-
     def log_problems(self) -> list[str]:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return [line for line in text.splitlines()
                 if "Traceback" in line or " ERROR " in line or " CRITICAL " in line]
 
-    def close(self) -> None:
-        self.abort.set()
-        for agent in self.agents:
-            try:
-                agent.close()
-            except Exception:
-                pass
+    def closing(self) -> None:
         if self.lines is not None:
             self.lines.close()
-        if self.proc is not None:
-            stop_daemon(self.proc)
-        for emu in self.emulators:
-            emu.stop()
-        if self.broker is not None:
-            self.broker.stop()
 
 
 def _stats(values_s: list[float]) -> dict:
@@ -433,17 +306,14 @@ def run_broker(args: argparse.Namespace, broker: str, index: int) -> dict:
         progress(f"{broker}: {args.warmup} warm-up call(s), then {args.calls} calls over {args.lines} line(s), "
                  f"agents {args.after} each offer")
         results, wall = run.calls(numbers, warmup)
-        records = run.records({r["caller"] for r in results})
+        records = run.records({r["caller"] for r in results},
+                              lambda r: r.get("enqueued_at") is not None and r.get("ended_at") is not None)
         problems = run.log_problems()
     except (BenchError, RuntimeError, OSError) as exc:
-        tail = run.log_path.read_text(errors="replace")[-3000:] if run.log_path.exists() else ""
-        raise BenchError(f"{broker}: {exc}\n--- daemon log (tail) ---\n{tail}") from None
+        raise BenchError(f"{broker}: {exc}\n--- daemon log (tail) ---\n{run.log_tail()}") from None
     finally:
-        run.close()
-        if args.keep:
+        if run.dispose(args.keep):
             progress(f"{broker}: work folder kept: {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
     calls = []
     for r in results:
         rec = records[r["caller"]]
@@ -478,8 +348,7 @@ def report(r: dict) -> str:
     p, m = r["params"], r["machine"]
     out = [f"callgate offer latency: {p['calls']} calls per broker over {p['lines']} line(s), {p['agents']} agent(s), "
            f"agents {p['after']} each offer, {p['warmup']} warm-up call(s) not counted",
-           f"machine: {m['cpu_model']}, {m['cores']} cores, {m['implementation']} {m['python']}, {m['date']}, "
-           f"load {' '.join(m['loadavg'] or [])} -> {' '.join(m.get('loadavg_after') or [])}", ""]
+           machine_line(m), ""]
     for run in r["runs"]:
         name = "mosquitto (own process)" if run["broker"] == "mosquitto" else "embedded amqtt (inside the daemon)"
         out += [f"{name}: {run['calls']} calls in {run['wall_s']:.1f} s ({run['calls_per_s']:.1f} calls/s), "
@@ -499,8 +368,7 @@ def report(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bench_offer.py", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser("bench_offer.py", __doc__)
     parser.add_argument("--calls", type=int, default=100, help="counted calls per broker (default 100)")
     parser.add_argument("--lines", type=int, default=2, help="emulated modems = lines; calls run in parallel over them (default 2)")
     parser.add_argument("--agents", type=int, default=None, help="MQTT agents (default: as many as lines)")

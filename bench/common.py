@@ -1,5 +1,5 @@
 """Measuring helpers shared by the benchmarks: a process's CPU and memory from /proc, import time,
-the machine's description, percentiles and a plain-text table."""
+the machine's description, percentiles, a plain-text table, and the error a bench stops with."""
 
 from __future__ import annotations
 
@@ -18,6 +18,10 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 RSS_SAMPLE_INTERVAL = 0.2      # seconds between memory samples
 IMPORT_RUNS = 3                # import time is the fastest of this many fresh interpreters
 IMPORT_TIMEOUT = 60.0
+
+
+class BenchError(RuntimeError):
+    """A bench run failed; the message says where."""
 
 
 class ProcStats:
@@ -127,6 +131,12 @@ def machine() -> dict:
             "implementation": platform.python_implementation(), "kernel": platform.release(),
             "machine": platform.machine(), "loadavg": load,
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def machine_line(m: dict) -> str:
+    """One report line from machine(), with the load before and (`loadavg_after`) after the run."""
+    return (f"machine: {m['cpu_model']}, {m['cores']} cores, {m['implementation']} {m['python']}, {m['date']}, "
+            f"load {' '.join(m['loadavg'] or [])} -> {' '.join(m.get('loadavg_after') or [])}")
 
 
 def percentile(values, q: float) -> float | None:
