@@ -267,8 +267,9 @@ def test_real_flows_with_the_action_raise_no_error_for_it():
         if "UpdateContactRecordingBehavior" not in text:
             continue
         _, issues = validate_flow_text(text, str(path))
-        mine = [i for i in issues if i.severity == "error" and ("RecordingBehavior" in i.path
-                                                                 or "UpdateContactRecordingBehavior" in i.message)]
+        recording_actions = {a.get("Identifier") for a in json.loads(text).get("Actions", [])
+                             if isinstance(a, dict) and a.get("Type") == "UpdateContactRecordingBehavior"}
+        mine = [i for i in issues if i.severity == "error" and i.identifier in recording_actions]
         assert mine == [], [str(i) for i in mine]
         found += 1
     assert found >= 5
