@@ -45,11 +45,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(*replies.get(path, (404, b"no such hook")))
 
     def _reply(self, status: int, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
         try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
             self.wfile.write(body)
         except BrokenPipeError:     # the slow reply: the gateway gave up waiting, as it should
             pass
