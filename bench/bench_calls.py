@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import shutil
 import sys
 import tempfile
@@ -123,6 +124,7 @@ class BenchAgent(AgentClient):
     def __init__(self, agent_id: str, password: str, host: str, port: int, gateway_id: str,
                  frames: list[bytes], connections: Connections, abort: threading.Event) -> None:
         self.frames, self.connections, self.abort = frames, connections, abort
+        self.phase = random.Random(agent_id)    # each call's send phase: random, repeatable run to run
         self.calls: dict[str, CallAudio] = {}
         self.errors: list[str] = []
         super().__init__(agent_id, password, host, port, gateway_id)
@@ -183,6 +185,9 @@ class BenchAgent(AgentClient):
 
     def _talk(self, stats: CallAudio, contact_id: str) -> None:
         topic = f"{self.base}/agent/{self.agent_id}/audio/{stats.call_id}"
+        # a browser's 20 ms clock has no relation to the modem's: start at a random phase, or the
+        # accept round trip would lock the agent's sends to the gateway's ticks at one fixed offset
+        stats.stop.wait(self.phase.uniform(0.0, FRAME_S))
         start, seq = time.monotonic(), 0
         while self.running() and not stats.stop.is_set():
             state = self.current_state()
