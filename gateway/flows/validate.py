@@ -126,6 +126,12 @@ class _Validator(*CHECK_MIXINS):
     def warn(self, path: str, message: str, identifier: str | None = None) -> None:
         self.issues.append(FlowIssue(path, message, identifier, severity="warning", source=self.source))
 
+    def warn_no_branch(self, action: Action, error_type: str, what: str) -> None:
+        """A branch the action can take that the flow does not give: the flow would end in an error."""
+        if error_type not in action.errors:
+            self.warn(f"{action.json_path}.Transitions.Errors",
+                      f"no {error_type} branch: {what} ends the flow with an error", action.identifier)
+
     def bad_target(self, path: str, value: object, identifier: str | None) -> None:
         self.error(path, f"NextAction must be an action Identifier, found {_kind(value)}", identifier)
 

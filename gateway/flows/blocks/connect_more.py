@@ -207,9 +207,7 @@ class Checks:
                 self.error(where, f"QueueId must be static or one reference, found {json.dumps(queue)}", ident)
             else:
                 self.check_references(where, ident, queue)
-        if "QueueAtCapacity" not in action.errors:
-            self.warn(f"{path}.Transitions.Errors", "no QueueAtCapacity branch: a full queue ends the flow with an "
-                                                    "error", ident)
+        self.warn_no_branch(action, "QueueAtCapacity", "a full queue")
 
     def check_InvokeFlowModule(self, action: Action, path: str, ident: str, params: dict) -> None:
         where = f"{path}.Parameters.FlowModuleId"
@@ -243,9 +241,7 @@ class Checks:
                 self.error(f"{path}.Transitions.Conditions[{i}].Condition",
                            f"a module's branch is a condition Equals with the name the module returns as its "
                            f"Result, found {cond.operator} {json.dumps(cond.operands)}", ident)
-        if "NoMatchingError" not in action.errors:
-            self.warn(f"{path}.Transitions.Errors", "no NoMatchingError branch: a module that fails ends the flow "
-                                                    "with an error", ident)
+        self.warn_no_branch(action, "NoMatchingError", "a module that fails")
 
     def check_EndFlowModuleExecution(self, action: Action, path: str, ident: str, params: dict) -> None:
         document = getattr(self, "document", None)

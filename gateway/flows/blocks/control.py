@@ -157,9 +157,7 @@ class Checks:
                     if number(operand) is None:
                         self.error(f"{where}.Operands[{j}]", f"{cond.operator} needs a number, found "
                                                              f"{json.dumps(operand)}", ident)
-        if "NoMatchingCondition" not in action.errors:
-            self.warn(f"{path}.Transitions.Errors", "no NoMatchingCondition branch: a value that matches no "
-                                                    "condition ends the flow with an error", ident)
+        self.warn_no_branch(action, "NoMatchingCondition", "a value that matches no condition")
 
     def check_Loop(self, action: Action, path: str, ident: str, params: dict) -> None:
         where = f"{path}.Parameters.LoopCount"

@@ -122,9 +122,7 @@ class Checks:
             self.error(f"{path}.Parameters.ResponseValidation.ResponseType",
                        f'ResponseType must be "STRING_MAP" or "JSON", found {kind(validation.get("ResponseType"))}',
                        ident)
-        if "NoMatchingError" not in action.errors:
-            self.warn(f"{path}.Transitions.Errors", "no NoMatchingError branch: a webhook that fails ends the flow "
-                                                    "with an error", ident)
+        self.warn_no_branch(action, "NoMatchingError", "a webhook that fails")
 
     def check_Callgate_SendSms(self, action: Action, path: str, ident: str, params: dict) -> None:
         for key in params:
@@ -152,9 +150,7 @@ class Checks:
                                   "leading +)", ident)
             else:
                 self.check_references(where, ident, to)
-        if "NoMatchingError" not in action.errors:
-            self.warn(f"{path}.Transitions.Errors", "no NoMatchingError branch: an SMS that cannot be sent ends "
-                                                    "the flow with an error", ident)
+        self.warn_no_branch(action, "NoMatchingError", "an SMS that cannot be sent")
 
 
 class Actions:

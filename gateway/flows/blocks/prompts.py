@@ -294,9 +294,7 @@ class Checks:
         if "InputTimeLimitExceeded" not in action.errors:
             self.error(f"{path}.Transitions.Errors", "GetParticipantInput needs an InputTimeLimitExceeded error "
                                                      "branch (where to go when no key is pressed)", ident)
-        if "NoMatchingCondition" not in action.errors:
-            self.warn(f"{path}.Transitions.Errors", "no NoMatchingCondition branch: a key without a condition "
-                                                    "ends the flow with an error", ident)
+        self.warn_no_branch(action, "NoMatchingCondition", "a key without a condition")
 
     def check_store_input(self, action: Action, path: str, ident: str, params: dict) -> None:
         settings, problems = store_settings(params)
@@ -316,9 +314,8 @@ class Checks:
         if "NoMatchingCondition" in action.errors:
             self.warn(self.error_branch_path(path, ident, "NoMatchingCondition"),
                       'NoMatchingCondition is never taken with StoreInput "True"', ident)
-        if settings.number_format is not None and "InvalidPhoneNumber" not in action.errors:
-            self.warn(f"{path}.Transitions.Errors", "no InvalidPhoneNumber branch: a number that fails "
-                                                    "PhoneNumberValidation ends the flow with an error", ident)
+        if settings.number_format is not None:
+            self.warn_no_branch(action, "InvalidPhoneNumber", "a number that fails PhoneNumberValidation")
         validation = params.get("InputValidation")
         phone_given = isinstance(validation, dict) and "PhoneNumberValidation" in validation
         if not phone_given and "InvalidPhoneNumber" in action.errors:

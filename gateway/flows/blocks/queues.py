@@ -30,9 +30,7 @@ class Checks:
             self.check_references(f"{path}.Parameters.QueueId", ident, queue)
 
     def check_TransferContactToQueue(self, action: Action, path: str, ident: str, params: dict) -> None:
-        if "QueueAtCapacity" not in action.errors:
-            self.warn(f"{path}.Transitions.Errors", "no QueueAtCapacity branch: a full queue ends the flow "
-                                                    "with an error", ident)
+        self.warn_no_branch(action, "QueueAtCapacity", "a full queue")
 
 
 class Actions:

@@ -117,9 +117,7 @@ class Checks:
             if value not in seen:
                 self.warn(f"{path}.Transitions.Conditions", f'no Equals "{value}" condition: a contact {meaning} '
                                                             "ends the flow with an error", ident)
-        if "NoMatchingError" not in action.errors:
-            self.warn(f"{path}.Transitions.Errors", "no NoMatchingError branch: a missing schedule ends the flow "
-                                                    "with an error", ident)
+        self.warn_no_branch(action, "NoMatchingError", "a missing schedule")
 
     def check_CheckMetricData(self, action: Action, path: str, ident: str, params: dict) -> None:
         metric = params.get("MetricType")
@@ -151,9 +149,7 @@ class Checks:
         if not action.conditions:
             self.warn(f"{path}.Transitions.Conditions", "no conditions: every contact takes NoMatchingCondition",
                       ident)
-        if "NoMatchingCondition" not in action.errors:
-            self.warn(f"{path}.Transitions.Errors", "no NoMatchingCondition branch: a value no condition matches "
-                                                    "ends the flow with an error", ident)
+        self.warn_no_branch(action, "NoMatchingCondition", "a value no condition matches")
 
     def check_GetMetricData(self, action: Action, path: str, ident: str, params: dict) -> None:
         self.check_metric_queue(path, ident, params)

@@ -111,9 +111,7 @@ class Checks:
         elif resume and action.next_action is None:
             self.error(f"{path}.Transitions", "missing Transitions.NextAction (with ContinueFlowExecution \"True\" "
                                               "the flow goes on there when the third party hangs up)", ident)
-        if "NoMatchingError" not in action.errors:
-            self.warn(f"{path}.Transitions.Errors", "no NoMatchingError branch: a transfer that cannot be placed "
-                                                    "ends the flow with an error", ident)
+        self.warn_no_branch(action, "NoMatchingError", "a transfer that cannot be placed")
 
     def _check_third_party_number(self, where: str, ident: str, params: dict) -> None:
         if "ThirdPartyPhoneNumber" not in params:
