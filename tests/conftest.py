@@ -7,8 +7,7 @@ import os
 import pytest
 from hypothesis import settings
 
-from tests.stack import DEMO_FLOW, Mosquitto, Stack, free_port, start_daemon, stop_daemon, wait_ready, write_config
-from hil.sim7600 import Sim7600Emulator
+from tests.stack import DEMO_FLOW, Mosquitto, launch, stop_daemon
 
 # On a clean clone (CI) the property tests draw the same examples every run, so a landing never depends
 # on luck; on a workstation they explore new ones each run (HYPOTHESIS_PROFILE=explore forces that).
@@ -25,25 +24,7 @@ def mosquitto(tmp_path_factory):
 
 
 def _stack(tmp_path, broker: Mosquitto | None):
-    emulator = Sim7600Emulator(ring_interval=2.0)
-    emulator.start()
-    data_dir = tmp_path / "data"
-    config = tmp_path / "callgate.toml"
-    write_config(config, gateway_id=f"gw{free_port()}", data_dir=data_dir, broker=broker, web_port=free_port(),
-                 lines=[{"id": "gsm1", "profile": "simcom_sim7600", "at_port": emulator.at_port,
-                         "audio_port": emulator.audio_port, "flow": str(DEMO_FLOW), "number": "+15550000000"}])
-    log_path = tmp_path / "daemon.log"
-    proc = start_daemon(config, data_dir, log_path)
-    try:
-        state = wait_ready(data_dir, proc, log_path)
-    except Exception:
-        emulator.stop()
-        stop_daemon(proc)
-        raise
-    stack = Stack(emulator=emulator, gateway_id=state["gateway_id"], data_dir=data_dir, config=config, proc=proc,
-                  mqtt_host=state["mqtt_host"], mqtt_port=state["mqtt_port"], ws_url=state["ws_url"],
-                  dashboard_url=state["dashboard"], log_path=log_path)
-    return stack
+    return launch(tmp_path, DEMO_FLOW, broker=broker)
 
 
 @pytest.fixture(params=["embedded", "mosquitto"])

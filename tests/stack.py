@@ -142,12 +142,13 @@ def stop_daemon(proc: subprocess.Popen) -> int:
 
 
 def launch(tmp_path: Path, flow: Path, *, profile: str = "simcom_sim7600", extra: str = "",
-           ring_interval: float = 2.0) -> Stack:
-    """One emulated SIM7600 on ptys and a daemon (embedded broker) answering it with `flow`."""
+           ring_interval: float = 2.0, broker: Mosquitto | None = None) -> Stack:
+    """One emulated SIM7600 on ptys and a daemon answering it with `flow` (the embedded broker unless
+    `broker` is given)."""
     emulator = Sim7600Emulator(ring_interval=ring_interval)
     emulator.start()
     data_dir, config, log_path = tmp_path / "data", tmp_path / "callgate.toml", tmp_path / "daemon.log"
-    write_config(config, gateway_id=f"gw{free_port()}", data_dir=data_dir, broker=None, web_port=free_port(),
+    write_config(config, gateway_id=f"gw{free_port()}", data_dir=data_dir, broker=broker, web_port=free_port(),
                  lines=[{"id": "gsm1", "profile": profile, "at_port": emulator.at_port,
                          "audio_port": emulator.audio_port, "flow": str(flow), "number": "+15550000000"}],
                  extra=extra)
